@@ -1,0 +1,46 @@
+"""Shared test helpers: where the real data lives, and running the CLI as a user does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("BERTFORGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared(rel: str) -> Path:
+    """Path of a file in ../shared/data; skips the test if that folder is absent."""
+    path = SHARED_DATA / rel
+    if not path.exists():
+        pytest.skip(f"shared data not found: {path}")
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m bertforge ARGS` in a subprocess, as a user would."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-m", "bertforge", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A user error: exit 2, one `error:` line on stderr, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error:"), result.stderr
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment.lower() in errors[0].lower(), (fragment, errors[0])
