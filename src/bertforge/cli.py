@@ -1,0 +1,435 @@
+"""`bertforge <command>`: one thin command per pipeline stage.
+
+Each command builds a config (defaults < --preset < --config < flags < --set), calls the library
+and prints the result. A user-fixable problem (BertforgeError) becomes one `error:` line on
+stderr and exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import BertforgeError, ConfigError
+
+log = logging.getLogger("bertforge")
+
+# Convenience flags and the config keys they set (a flag is a shortcut for --set KEY=VALUE).
+FLAG_KEYS = {
+    "text_field": "corpus.text_field",
+    "doc_per": "corpus.doc_per",
+    "kind": "tokenizer.kind",
+    "vocab_size": "tokenizer.vocab_size",
+    "min_frequency": "tokenizer.min_frequency",
+    "lowercase": "tokenizer.lowercase",
+    "seq_len": "data.seq_len",
+    "packing": "data.packing",
+    "val_fraction": "data.val_fraction",
+    "whole_word": "masking.whole_word",
+    "max_steps": "train.max_steps",
+    "max_tokens": "train.max_tokens",
+    "max_time": "train.max_time_s",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "device": "train.device",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with examples kept as written and one-line errors."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '2h', '1d' or plain seconds -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
+    if not match:
+        raise ConfigError(f"bad duration {text!r}; use e.g. 90s, 10m, 2h or 1d")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def add_config_args(p: argparse.ArgumentParser, preset_default: str | None = None) -> None:
+    p.add_argument("--preset", default=preset_default, help=f"model/recipe preset (default: {preset_default})")
+    p.add_argument("--config", help="YAML file with config sections (corpus, tokenizer, data, masking, model, train)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=3e-4")
+
+
+def add_corpus_args(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument(
+        "--corpus", action="append", required=required, metavar="SRC[:WEIGHT]",
+        help="text source: file, folder or hf:NAME[:CONFIG][@SPLIT], optionally :WEIGHT; repeat to mix",
+    )
+    p.add_argument("--text-field", "--text-column", dest="text_field", help="JSON field / CSV column with the text")
+    p.add_argument("--doc-per", choices=("line", "paragraph"), help=".txt documents: one per line or per paragraph")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+
+
+def config_from_args(args: argparse.Namespace):
+    """RunConfig from --preset, --config, convenience flags and --set, in that order."""
+    from .config import build_config, merge, parse_overrides
+
+    flags: dict = {}
+    for name, key in FLAG_KEYS.items():
+        value = getattr(args, name, None)
+        if value is None or value is False:
+            continue
+        if name == "max_time":
+            value = parse_duration(value)
+        section, field = key.split(".")
+        flags.setdefault(section, {})[field] = value
+    overrides = merge(flags, parse_overrides(args.set))
+    base = None
+    if getattr(args, "base_config", None):
+        from .config import load_yaml
+
+        base = load_yaml(args.base_config)
+    return build_config(preset=args.preset, config_file=args.config, overrides=overrides, base=base)
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def cmd_tokenizer_train(args) -> int:
+    from .corpus import iter_documents
+    from .tokenizer import train_tokenizer
+
+    cfg = config_from_args(args)
+    tok = train_tokenizer(iter_documents(args.corpus, cfg.corpus), cfg.tokenizer, Path(args.out))
+    log.info("tokenizer %s: %d tokens, saved to %s", cfg.tokenizer.kind, tok.vocab_size, args.out)
+    return 0
+
+
+def cmd_tokenizer_encode(args) -> int:
+    from .tokenizer import load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
+    ids = tok.encode(args.text)
+    tokens = [tok.tokenizer.id_to_token(i) for i in ids]
+    if args.json:
+        print_json({"ids": ids, "tokens": tokens})
+    else:
+        print(" ".join(tokens))
+        print(" ".join(str(i) for i in ids))
+    return 0
+
+
+# ---------------------------------------------------------------- prepare
+
+
+def cmd_prepare(args) -> int:
+    from .shards import prepare
+
+    cfg = config_from_args(args)
+    out = prepare(
+        args.corpus, args.tokenizer, cfg.data, cfg.corpus, Path(args.out),
+        val_sources=args.val_corpus, progress=not args.quiet,
+    )
+    log.info("shards ready in %s", out)
+    return 0
+
+
+# ---------------------------------------------------------------- model
+
+
+def cmd_model_summary(args) -> int:
+    from .model import MaskedLM, parameter_table
+
+    cfg = config_from_args(args)
+    table = parameter_table(MaskedLM(cfg.model))
+    total = sum(count for _, _, count in table)
+    if args.json:
+        rows = [{"name": n, "shape": list(s), "params": c} for n, s, c in table]
+        print_json({"preset": args.preset, "total_params": total, "parameters": rows})
+        return 0
+    width = max(len(n) for n, _, _ in table)
+    for name, shape, count in table:
+        print(f"{name:<{width}}  {str(list(shape)):<16} {count:>12,}")
+    print(f"{'total':<{width}}  {'':<16} {total:>12,}")
+    return 0
+
+
+# ---------------------------------------------------------------- pretrain
+
+
+def run_data_dir(run_dir: Path) -> Path:
+    from .errors import DataError
+    from .files import read_json
+
+    info = run_dir / "run.json"
+    if not info.is_file():
+        raise DataError(f"{run_dir} is not a bertforge run folder (no run.json); nothing to resume")
+    return Path(read_json(info)["data_dir"])
+
+
+def build_data_from_corpus(cfg, args, run_dir: Path) -> Path:
+    """Tokenizer and shards for `pretrain --corpus`, inside the run folder (reused when unchanged)."""
+    from .corpus import iter_documents
+    from .shards import prepare
+    from .tokenizer import load_tokenizer, train_tokenizer
+
+    tok_dir = run_dir / "tokenizer"
+    if (tok_dir / "tokenizer.json").is_file():
+        tokenizer = load_tokenizer(tok_dir)
+        log.info("reusing tokenizer %s", tok_dir)
+    else:
+        log.info("training a %s tokenizer (%d tokens)", cfg.tokenizer.kind, cfg.tokenizer.vocab_size)
+        tokenizer = train_tokenizer(iter_documents(args.corpus, cfg.corpus), cfg.tokenizer, tok_dir)
+    return prepare(
+        args.corpus, tokenizer, cfg.data, cfg.corpus, run_dir / "data",
+        val_sources=args.val_corpus, progress=not args.quiet,
+    )
+
+
+def cmd_pretrain(args) -> int:
+    from .train.loop import pretrain
+
+    run_dir = Path(args.out)
+    if args.resume:
+        if args.data or args.corpus:
+            raise ConfigError("--resume continues a run with its own data; drop --data/--corpus")
+        args.base_config = run_dir / "config.yaml"
+        if not args.base_config.is_file():
+            raise ConfigError(f"{run_dir}: no config.yaml; nothing to resume")
+        args.preset = None
+        data_dir = run_data_dir(run_dir)
+        cfg = config_from_args(args)
+    else:
+        if bool(args.data) == bool(args.corpus):
+            raise ConfigError("give either --data DATA (from `bertforge prepare`) or --corpus FILE")
+        cfg = config_from_args(args)
+        data_dir = Path(args.data) if args.data else build_data_from_corpus(cfg, args, run_dir)
+    result = pretrain(cfg, data_dir, run_dir, resume=args.resume, init_from=args.init_from, progress=not args.quiet)
+    if args.json:
+        print_json(result)
+    return 0
+
+
+# ---------------------------------------------------------------- evaluate / fill-mask
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_split
+    from .infer import load_run
+    from .shards import PackedShards, check_compatible, load_manifest, prepare
+    from .train.loop import masking_vocab
+
+    run = load_run(args.run, device=args.device)
+    vocab = masking_vocab(run.tokenizer)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.corpus:
+            whole = replace(run.config.data, val_fraction=0.0)  # every document is evaluation text
+            data_dir = prepare(args.corpus, run.tokenizer, whole, run.config.corpus, Path(tmp) / "data", progress=False)
+            split = "train"
+        else:
+            data_dir = Path(args.data) if args.data else run_data_dir(Path(args.run))
+            split = "validation"
+        check_compatible(load_manifest(data_dir), run.tokenizer)
+        shards = PackedShards(data_dir, split)
+        result = evaluate_split(
+            run.model, shards, vocab, args.batch_size, args.batches, run.config.train.eval_seed, run.device
+        )
+    if args.json:
+        print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:>16}: {value:.4f}" if isinstance(value, float) else f"{key:>16}: {value}")
+    return 0
+
+
+def cmd_fill_mask(args) -> int:
+    from .infer import fill_mask, load_run
+
+    run = load_run(args.run, device=args.device)
+    results = fill_mask(run, args.text, args.top_k)
+    if args.json:
+        print_json(results)
+        return 0
+    for i, candidates in enumerate(results, 1):
+        if len(results) > 1:
+            print(f"mask {i}:")
+        for c in candidates:
+            print(f"  {c['score']:.4f}  {c['token']}")
+    return 0
+
+
+# ---------------------------------------------------------------- demo
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), corpus=args.corpus, max_steps=args.max_steps, progress=not args.quiet)
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = Parser(prog="bertforge", description="Pretrain BERT/RoBERTa-style encoders from scratch.")
+    parser.add_argument("--version", action="version", version=f"bertforge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    tok = sub.add_parser("tokenizer", help="train or try a tokenizer")
+    tok_sub = tok.add_subparsers(dest="tokenizer_command", required=True, parser_class=Parser)
+    p = tok_sub.add_parser(
+        "train", help="train a tokenizer on a corpus",
+        epilog="example:\n  bertforge tokenizer train --corpus kant.txt --kind bytelevel-bpe --vocab-size 16000 --out tok",
+    )
+    add_corpus_args(p, required=True)
+    p.add_argument("--out", required=True, help="folder for tokenizer.json")
+    p.add_argument("--kind", help="bytelevel-bpe (RoBERTa), wordpiece (BERT), sentencepiece-bpe, unigram")
+    p.add_argument("--vocab-size", type=int)
+    p.add_argument("--min-frequency", type=int)
+    p.add_argument("--lowercase", action="store_true", default=None)
+    add_config_args(p)
+    add_common(p)
+    p.set_defaults(func=cmd_tokenizer_train)
+    p = tok_sub.add_parser(
+        "encode", help="show how a text is tokenized",
+        epilog='example:\n  bertforge tokenizer encode tok "Human thinking involves human reason."',
+    )
+    p.add_argument("tokenizer", help="tokenizer folder (or a run / data folder's tokenizer/)")
+    p.add_argument("text")
+    p.add_argument("--json", action="store_true")
+    add_common(p)
+    p.set_defaults(func=cmd_tokenizer_encode)
+
+    p = sub.add_parser(
+        "prepare", help="tokenize and pack a corpus into memory-mapped shards",
+        epilog="example:\n  bertforge prepare --corpus kant.txt --tokenizer tok --seq-len 128 --out data",
+    )
+    add_corpus_args(p, required=True)
+    p.add_argument("--tokenizer", required=True, help="tokenizer folder")
+    p.add_argument("--out", required=True, help="output folder for shards and manifest.json")
+    p.add_argument("--val-corpus", action="append", help="validation text (instead of --val-fraction)")
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--packing", choices=("full", "pad", "line"))
+    p.add_argument("--val-fraction", type=float)
+    add_config_args(p)
+    add_common(p)
+    p.set_defaults(func=cmd_prepare)
+
+    model = sub.add_parser("model", help="inspect model shapes")
+    model_sub = model.add_subparsers(dest="model_command", required=True, parser_class=Parser)
+    p = model_sub.add_parser(
+        "summary", help="every tensor's name, shape and size, and the total",
+        epilog="example:\n  bertforge model summary --preset kantai --json",
+    )
+    add_config_args(p, preset_default="small")
+    p.add_argument("--json", action="store_true")
+    add_common(p)
+    p.set_defaults(func=cmd_model_summary)
+
+    p = sub.add_parser(
+        "pretrain", help="pretrain an encoder with masked language modeling",
+        epilog=(
+            "examples:\n"
+            "  bertforge pretrain --corpus kant.txt --preset small --out run --max-time 30m\n"
+            "  bertforge pretrain --data data --preset small --out run --set train.lr=3e-4\n"
+            "  bertforge pretrain --out run --resume"
+        ),
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", help="shard folder from `bertforge prepare`")
+    p.add_argument("--corpus", action="append", metavar="SRC[:WEIGHT]", help="text: train tokenizer and shards in the run folder")
+    p.add_argument("--text-field", "--text-column", dest="text_field", help="JSON field / CSV column with the text")
+    p.add_argument("--doc-per", choices=("line", "paragraph"))
+    p.add_argument("--val-corpus", action="append", help="validation text (with --corpus)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--init-from", help="start from the weights of another run")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--max-time", help="stop after this long, e.g. 10m, 2h")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--whole-word", action="store_true", default=None, help="whole-word masking")
+    p.add_argument("--device")
+    p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    add_config_args(p, preset_default="small")
+    add_common(p)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
+        "evaluate", help="validation loss, perplexity and masked accuracy of a run",
+        epilog="example:\n  bertforge evaluate run --corpus heldout.txt --json",
+    )
+    p.add_argument("run")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--data", help="shard folder (its validation split)")
+    where.add_argument("--corpus", action="append", help="text files to evaluate on")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batches", type=int, default=0, help="at most this many batches (0 = all)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    add_common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "fill-mask", help="most likely tokens for each [MASK] / <mask>",
+        epilog='example:\n  bertforge fill-mask run "Human thinking involves human <mask>." --top-k 5',
+    )
+    p.add_argument("run")
+    p.add_argument("text")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    add_common(p)
+    p.set_defaults(func=cmd_fill_mask)
+
+    p = sub.add_parser(
+        "demo", help="a small end-to-end pretraining on text that ships with Python",
+        epilog="example:\n  bertforge demo --out demo-run",
+    )
+    p.add_argument("--out", default="demo-run")
+    p.add_argument("--corpus", help="use this text instead of Python's documentation")
+    p.add_argument("--max-steps", type=int, default=600)
+    add_common(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("bertforge")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "quiet", False))
+    try:
+        return args.func(args)
+    except BertforgeError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130

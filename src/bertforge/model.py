@@ -1,0 +1,238 @@
+"""The encoder: BERT/RoBERTa in plain PyTorch modules, read top to bottom.
+
+Speed ideas, each of which keeps the math of BERT unchanged:
+- attention through `F.scaled_dot_product_attention`, which picks flash / memory-efficient
+  kernels on GPU; no mask is built at all when a batch has no padding (packed sequences);
+- one fused QKV projection instead of three matmuls;
+- the MLM decoder (hidden x vocab, the largest matmul of a small model) runs only on the
+  ~15% masked positions when labels are given (`sparse_prediction`, as in Cramming).
+Parameter shapes match Hugging Face's `BertForMaskedLM` / `RobertaForMaskedLM`, so export is a
+renaming plus a QKV split (see export.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .errors import ConfigError
+
+IGNORE_INDEX = -100  # label of positions that are not predicted (as in PyTorch's cross_entropy)
+
+ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),  # exact erf GELU, as BERT and RoBERTa
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
+def activation(name: str):
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class Embeddings(nn.Module):
+    """Token + learned position (+ token type) embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.position_offset = cfg.position_offset
+        self.tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_id)
+        self.positions = nn.Embedding(cfg.num_positions, cfg.hidden_size)
+        self.token_types = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size) if cfg.type_vocab_size else None
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        seq_len = input_ids.shape[1]
+        # RoBERTa numbers positions from pad_id + 1; padding sits at the end of a sequence, so for
+        # every real token this equals HF's cumsum-of-non-pad numbering.
+        positions = torch.arange(self.position_offset, self.position_offset + seq_len, device=input_ids.device)
+        x = self.tokens(input_ids) + self.positions(positions)  # (B, T, H)
+        if self.token_types is not None:
+            if token_type_ids is None:
+                x = x + self.token_types.weight[0]
+            else:
+                x = x + self.token_types(token_type_ids)
+        return self.dropout(self.norm(x))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a fused QKV projection and SDPA."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
+        self.out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.dropout_p = cfg.attention_dropout
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, H = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, H // self.num_heads).unbind(dim=2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_p if self.training else 0.0
+        )
+        return self.out(y.transpose(1, 2).reshape(B, T, H))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.up = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.down = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.act = activation(cfg.activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(x)))
+
+
+class Block(nn.Module):
+    """One encoder layer. Post-LN normalises after each residual add (BERT); pre-LN before each
+    branch, which trains stably at higher learning rates (Xiong et al., 2020)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.pre_norm = cfg.norm == "pre"
+        self.attention = SelfAttention(cfg)
+        self.attention_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.ffn = FeedForward(cfg)
+        self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.pre_norm:
+            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask))
+            return x + self.dropout(self.ffn(self.ffn_norm(x)))
+        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+class Encoder(nn.Module):
+    """Embeddings and the stack of blocks: input ids -> contextual vectors (B, T, H)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embeddings = Embeddings(cfg)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.final_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else None
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = self.embeddings(input_ids, token_type_ids)
+        attn_mask = padding_mask(attention_mask)
+        for layer in self.layers:
+            x = layer(x, attn_mask)
+        return self.final_norm(x) if self.final_norm is not None else x
+
+
+def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, T) 1/0 mask -> (B, 1, 1, T) boolean key mask for SDPA; None when nothing is padded,
+    so SDPA can use its fastest kernels."""
+    if attention_mask is None:
+        return None
+    keep = attention_mask.bool()
+    if bool(keep.all()):
+        return None
+    return keep[:, None, None, :]
+
+
+class MLMHead(nn.Module):
+    """Dense, activation, LayerNorm, then the decoder whose weight is the token embedding."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.act = activation(cfg.activation)
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+
+    def forward(self, h: torch.Tensor, decoder_weight: torch.Tensor) -> torch.Tensor:
+        # The decoder weight is passed in, not stored, so the tied matrix appears once in the
+        # state dict (safetensors refuses shared tensors) and once in the parameter count.
+        h = self.norm(self.act(self.dense(h)))
+        return F.linear(h, decoder_weight, self.bias)  # (..., V)
+
+
+@dataclass
+class MLMOutput:
+    logits: torch.Tensor  # (B, T, V), or (M, V) for the M labelled positions when predicted sparsely
+    loss: torch.Tensor | None = None  # mean cross-entropy over labelled positions
+    labels: torch.Tensor | None = None  # labels aligned with logits' leading dims
+
+
+class MaskedLM(nn.Module):
+    """Encoder + MLM head: the model that `bertforge pretrain` trains."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.encoder = Encoder(cfg)
+        self.head = MLMHead(cfg)
+        self.apply(lambda m: init_weights(m, cfg.initializer_range))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> MLMOutput:
+        h = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        decoder = self.encoder.embeddings.tokens.weight  # tied to the input embedding
+        if labels is None:
+            return MLMOutput(logits=self.head(h, decoder))
+        if self.config.sparse_prediction:
+            # Gather only the positions with a label: same loss, ~1/7 of the decoder's work.
+            selected = labels.reshape(-1) != IGNORE_INDEX
+            logits = self.head(h.reshape(-1, h.shape[-1])[selected], decoder)  # (M, V)
+            targets = labels.reshape(-1)[selected]
+        else:
+            logits = self.head(h, decoder)
+            targets = labels
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        return MLMOutput(logits=logits, loss=loss, labels=targets)
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """BERT's init: normal(0, std) weights, zero biases, unit LayerNorms, zero padding row."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def parameter_table(model: nn.Module) -> list[tuple[str, tuple[int, ...], int]]:
+    """(name, shape, count) of every parameter; tied weights appear once, as in HF's count."""
+    return [(name, tuple(p.shape), p.numel()) for name, p in model.named_parameters()]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(count for _, _, count in parameter_table(model))
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    """Training FLOPs per token: 6 x (non-embedding) params plus the attention term (PaLM, App. B)."""
+    per_layer = 4 * cfg.hidden_size**2 + 2 * cfg.hidden_size * cfg.intermediate_size
+    dense = cfg.num_layers * per_layer + cfg.hidden_size**2 + cfg.hidden_size * cfg.vocab_size
+    return 6 * dense + 12 * cfg.num_layers * cfg.hidden_size * seq_len
+

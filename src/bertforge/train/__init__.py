@@ -1,0 +1,1 @@
+"""Pretraining: the loop and what it needs (schedule, batches, checkpoints, metrics)."""

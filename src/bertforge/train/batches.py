@@ -1,0 +1,44 @@
+"""The order in which training sequences are visited, as a pure function of the batch index.
+
+Batch k of a run is the same whether the run was interrupted or not: epoch e shuffles with
+`default_rng([seed, e])`, and the position in the data is just the number of batches consumed.
+`rank`/`world_size` hand each process its own disjoint batches (for torchrun).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError
+
+
+class BatchOrder:
+    """Shuffled, epoch-based batches of sequence indices; resumable from a batch counter."""
+
+    def __init__(self, num_sequences: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        if num_sequences < batch_size * world_size:
+            raise DataError(
+                f"the training split has {num_sequences} sequences, fewer than one batch "
+                f"({batch_size} x {world_size} ranks); lower train.batch_size or add text"
+            )
+        self.num_sequences = num_sequences
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.batches_per_epoch = num_sequences // (batch_size * world_size)
+        self._epoch = -1
+        self._perm = np.empty(0, dtype=np.int64)
+
+    def epoch_of(self, batch_index: int) -> int:
+        return batch_index // self.batches_per_epoch
+
+    def indices(self, batch_index: int) -> np.ndarray:
+        """Sorted sequence indices of this rank's part of global batch `batch_index`."""
+        epoch, j = divmod(batch_index, self.batches_per_epoch)
+        if epoch != self._epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_sequences)
+            self._epoch = epoch
+        start = (j * self.world_size + self.rank) * self.batch_size
+        # Sorted reads are faster on a memmap; order inside a batch does not matter to the loss.
+        return np.sort(self._perm[start : start + self.batch_size])

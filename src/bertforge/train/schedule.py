@@ -1,0 +1,39 @@
+"""Learning-rate schedules as pure functions of the step: resume gets them right for free."""
+
+from __future__ import annotations
+
+import math
+
+from ..config import TrainConfig
+
+
+def planned_steps(cfg: TrainConfig, tokens_per_step: int) -> int:
+    """Optimizer steps the run will take, when a step or token limit fixes it (else 0)."""
+    limits = []
+    if cfg.max_steps:
+        limits.append(cfg.max_steps)
+    if cfg.max_tokens:
+        limits.append(math.ceil(cfg.max_tokens / tokens_per_step))
+    return min(limits) if limits else 0
+
+
+def lr_factor(step: int, cfg: TrainConfig, total_steps: int, time_fraction: float = 0.0) -> float:
+    """Multiplier of the peak LR for optimizer step `step` (0-based).
+
+    Linear warmup over `warmup_steps`, then linear / cosine decay to `min_lr_ratio` at the last
+    step. With only a time limit, the decay follows the share of the time budget spent.
+    """
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    if total_steps:
+        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+    else:
+        progress = time_fraction
+    progress = min(max(progress, 0.0), 1.0)
+    if cfg.schedule == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        decay = 1.0 - progress
+    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * decay
