@@ -225,6 +225,13 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        if self.data.seq_len > self.model.max_seq_len:
+            raise ConfigError(
+                f"data.seq_len ({self.data.seq_len}) is longer than the position table, "
+                f"model.max_seq_len ({self.model.max_seq_len}); shorten one or raise the other"
+            )
+
 
 # ---------------------------------------------------------------- dict <-> dataclass
 
