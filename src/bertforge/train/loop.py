@@ -9,6 +9,7 @@ grad scaler) is in the checkpoint.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -240,10 +241,51 @@ def describe(t: Trainer) -> None:
 
 
 def progress_bar(t: Trainer, enabled: bool):
+    """A tqdm bar on a terminal; off in logs and pipes (then each log record is a log line)."""
     from tqdm import tqdm
 
-    total = t.total_steps or None
-    return tqdm(total=total, initial=t.state.step, unit="step", disable=not enabled, dynamic_ncols=True)
+    on = enabled and sys.stderr.isatty()
+    return tqdm(total=t.total_steps or None, initial=t.state.step, unit="step", disable=not on, dynamic_ncols=True)
+
+
+def log_train_record(t: Trainer, bar, record: dict) -> None:
+    t.metrics.write("train", t.state.step, record)
+    if bar.disable:
+        log.info(
+            "step %d  loss %.4f  lr %.2e  %s tokens/s  %.0f s",
+            t.state.step, record["loss"], record["lr"], f"{record['tokens_per_s']:,.0f}", record["elapsed_s"],
+        )
+    else:
+        bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
+
+
+class LogWindow:
+    """Training loss and throughput since the last log record (loss stays on the device until then)."""
+
+    def __init__(self, tokens: int):
+        self.loss_sum: torch.Tensor | float = 0.0
+        self.steps = 0
+        self.tokens_at_start = tokens
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss_sum = self.loss_sum + loss
+        self.steps += 1
+
+    def record(self, t: Trainer, out: dict) -> dict:
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        return {
+            "loss": float(self.loss_sum) / self.steps,
+            "lr": out["lr"],
+            "grad_norm": float(out["grad_norm"]),
+            "tokens": t.state.tokens,
+            "tokens_per_s": (t.state.tokens - self.tokens_at_start) / seconds,
+            "elapsed_s": t.state.elapsed_s,
+        }
+
+
+def due(t: Trainer, every: int) -> bool:
+    return t.state.step % every == 0 and not finished(t)
 
 
 def pretrain(
@@ -259,36 +301,25 @@ def pretrain(
     describe(t)
     last_eval = run_evaluation(t) if t.state.step == 0 else None
     bar = progress_bar(t, progress)
-    window_loss, window_steps, window_tokens, window_start = 0.0, 0, t.state.tokens, time.perf_counter()
+    window = LogWindow(t.state.tokens)
     clock = time.perf_counter()
     try:
         while not finished(t):
             out = train_step(t)
-            now = time.perf_counter()
-            t.state.elapsed_s += now - clock
-            clock = now
-            window_loss += out["loss"].item()
-            window_steps += 1
+            t.state.elapsed_s += time.perf_counter() - clock
+            window.add(out["loss"])
             bar.update(1)
             if t.state.step % t.cfg.train.log_every_steps == 0 or finished(t):
-                rate = (t.state.tokens - window_tokens) / max(now - window_start, 1e-9)
-                record = {
-                    "loss": window_loss / window_steps, "lr": out["lr"], "grad_norm": float(out["grad_norm"]),
-                    "tokens": t.state.tokens, "tokens_per_s": rate, "elapsed_s": t.state.elapsed_s,
-                }
-                t.metrics.write("train", t.state.step, record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{rate:,.0f}")
-                window_loss, window_steps, window_tokens, window_start = 0.0, 0, t.state.tokens, now
-            if t.state.step % t.cfg.train.eval_every_steps == 0 and not finished(t):
+                log_train_record(t, bar, window.record(t, out))
+                window = LogWindow(t.state.tokens)
+            if due(t, t.cfg.train.eval_every_steps):
                 last_eval = run_evaluation(t)
-                clock = time.perf_counter()  # evaluation time does not count against the budget
-            if t.state.step % t.cfg.train.save_every_steps == 0 and not finished(t):
+            if due(t, t.cfg.train.save_every_steps):
                 save(t)
-                clock = time.perf_counter()
+            clock = time.perf_counter()  # evaluation and saving do not count against a time budget
     except KeyboardInterrupt:
         bar.close()
-        path = save(t)
-        log.warning("interrupted at step %d; saved %s; continue with --resume", t.state.step, path)
+        log.warning("interrupted at step %d; saved %s; continue with --resume", t.state.step, save(t))
         t.metrics.close()
         raise
     bar.close()
@@ -297,4 +328,3 @@ def pretrain(
     t.metrics.close()
     log.info("done: step %d, %s tokens, %.1f s; checkpoint %s", t.state.step, f"{t.state.tokens:,}", t.state.elapsed_s, path)
     return {"step": t.state.step, "tokens": t.state.tokens, "elapsed_s": t.state.elapsed_s, "validation": last_eval}
-
