@@ -406,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="demo-run")
     p.add_argument("--corpus", help="use this text instead of Python's documentation")
-    p.add_argument("--max-steps", type=int, default=600)
+    p.add_argument("--max-steps", type=int, default=2000)
     add_common(p)
     p.set_defaults(func=cmd_demo)
     return parser

@@ -32,7 +32,7 @@ def python_docs_corpus(out: Path) -> Path:
     return path
 
 
-def run_demo(out: Path, corpus: str | None = None, max_steps: int = 600, progress: bool = True) -> list:
+def run_demo(out: Path, corpus: str | None = None, max_steps: int = 2000, progress: bool = True) -> list:
     """Tokenizer, shards, pretraining and fill-mask on a small model; prints the answers."""
     from .corpus import iter_documents
     from .infer import fill_mask, load_run
@@ -48,9 +48,12 @@ def run_demo(out: Path, corpus: str | None = None, max_steps: int = 600, progres
         overrides={
             "tokenizer": {"vocab_size": 4000},
             "data": {"seq_len": 64},
-            "model": {"hidden_size": 128, "num_heads": 4, "intermediate_size": 512, "vocab_size": 4000},
-            "train": {"max_steps": max_steps, "batch_size": 32, "lr": 1e-3, "warmup_steps": 60,
-                      "eval_every_steps": 150, "save_every_steps": 300},
+            # Pre-LN without dropout at a high LR: what learns fastest in a two-minute budget
+            # (on this corpus: validation loss 6.30 post-LN/dropout/1e-3 vs 6.07 after 600 steps).
+            "model": {"hidden_size": 128, "num_heads": 4, "intermediate_size": 512, "vocab_size": 4000,
+                      "norm": "pre", "hidden_dropout": 0.0, "attention_dropout": 0.0},
+            "train": {"max_steps": max_steps, "batch_size": 32, "lr": 2e-3, "warmup_steps": 100,
+                      "eval_every_steps": 500, "save_every_steps": 1000},
         },
     )
     run_dir = out / "run"
