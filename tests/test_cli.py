@@ -177,3 +177,46 @@ def test_fill_mask_without_a_mask(pipeline):
 def test_resume_without_a_run(tmp_path):
     r = run_cli("pretrain", "--out", str(tmp_path / "nothing"), "--resume")
     assert_one_line_error(r, "resume")
+
+
+# ---------------------------------------------------------------- Hugging Face export / import
+
+
+def test_export_loads_in_transformers_with_the_same_fill_mask_answers(pipeline, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    r = run_cli("export", str(pipeline / "run"), "--out", str(tmp_path / "hf"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= {p.name for p in (tmp_path / "hf").iterdir()}
+    text = "The critique of pure <mask>."
+    ours = json.loads(run_cli("fill-mask", str(pipeline / "run"), text, "--json").stdout)[0]
+    fill = transformers.pipeline("fill-mask", model=str(tmp_path / "hf"), top_k=5)
+    theirs = fill(text)
+    assert [round(c["score"], 4) for c in ours] == [round(c["score"], 4) for c in theirs]
+
+
+def test_import_then_continue_pretraining_on_a_new_corpus(pipeline, tmp_path):
+    """Domain adaptation: export -> import -> pretrain --init-from on other text, keeping the tokenizer."""
+    assert run_cli("export", str(pipeline / "run"), "--out", str(tmp_path / "hf"), "--quiet").returncode == 0
+    r = run_cli("pretrain", "--init-from", str(tmp_path / "hf"), "--corpus", str(shared("wikitext-2/wiki.test.raw")),
+                "--doc-per", "line", "--out", str(tmp_path / "adapted"), "--max-steps", "5",
+                "--set", "train.eval_batches=2", "--quiet")
+    assert r.returncode == 0, r.stderr
+    tok_a = json.loads((pipeline / "run" / "tokenizer" / "bertforge_tokenizer.json").read_text())
+    tok_b = json.loads((tmp_path / "adapted" / "tokenizer" / "bertforge_tokenizer.json").read_text())
+    assert tok_a["fingerprint"] == tok_b["fingerprint"]
+    assert json.loads((tmp_path / "adapted" / "run.json").read_text())["init_from"]
+
+
+def test_export_of_a_pre_ln_model_is_refused(tmp_path):
+    r = run_cli("pretrain", *TINY, "--corpus", str(shared("kant/kant.txt")), "--set", "tokenizer.vocab_size=400",
+                "--set", "model.norm=pre", "--out", str(tmp_path / "run"), "--max-steps", "1")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("export", str(tmp_path / "run"), "--out", str(tmp_path / "hf"))
+    assert_one_line_error(r, "pre")
+    assert not (tmp_path / "hf").exists()
+
+
+def test_import_of_a_folder_that_is_not_a_model(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = run_cli("import", str(tmp_path / "empty"), "--out", str(tmp_path / "run"))
+    assert_one_line_error(r, "config.json")

@@ -60,8 +60,8 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
-def add_config_args(p: argparse.ArgumentParser, preset_default: str | None = None) -> None:
-    p.add_argument("--preset", default=preset_default, help=f"model/recipe preset (default: {preset_default})")
+def add_config_args(p: argparse.ArgumentParser, preset_default: str | None = None, preset_help: str = "") -> None:
+    p.add_argument("--preset", default=preset_default, help=preset_help or f"model/recipe preset (default: {preset_default})")
     p.add_argument("--config", help="YAML file with config sections (corpus, tokenizer, data, masking, model, train)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=3e-4")
 
@@ -176,7 +176,7 @@ def run_data_dir(run_dir: Path) -> Path:
 
     info = run_dir / "run.json"
     if not info.is_file():
-        raise DataError(f"{run_dir} is not a bertforge run folder (no run.json); nothing to resume")
+        raise DataError(f"{run_dir} has no run.json saying where its data is; give --data or --corpus")
     return Path(read_json(info)["data_dir"])
 
 
@@ -199,27 +199,63 @@ def build_data_from_corpus(cfg, args, run_dir: Path) -> Path:
     )
 
 
+def prepare_init(args, run_dir: Path) -> Path:
+    """For --init-from: the run (or imported HF model) to start from, its config as the base and
+    its tokenizer as the run's tokenizer, so new shards are made with the vocabulary it knows."""
+    import shutil
+
+    from .export import init_run
+
+    init = init_run(args.init_from, run_dir / "init")
+    args.base_config = init / "config.yaml"
+    if not (run_dir / "tokenizer").exists():
+        shutil.copytree(init / "tokenizer", run_dir / "tokenizer")
+    return init
+
+
 def cmd_pretrain(args) -> int:
     from .train.loop import pretrain
 
     run_dir = Path(args.out)
+    init = None
     if args.resume:
-        if args.data or args.corpus:
-            raise ConfigError("--resume continues a run with its own data; drop --data/--corpus")
+        if args.data or args.corpus or args.init_from:
+            raise ConfigError("--resume continues a run with its own data and weights; drop --data/--corpus/--init-from")
         args.base_config = run_dir / "config.yaml"
         if not args.base_config.is_file():
             raise ConfigError(f"{run_dir}: no config.yaml; nothing to resume")
-        args.preset = None
         data_dir = run_data_dir(run_dir)
-        cfg = config_from_args(args)
-    else:
-        if bool(args.data) == bool(args.corpus):
-            raise ConfigError("give either --data DATA (from `bertforge prepare`) or --corpus FILE")
-        cfg = config_from_args(args)
+    elif bool(args.data) == bool(args.corpus):
+        raise ConfigError("give either --data DATA (from `bertforge prepare`) or --corpus FILE")
+    elif args.init_from:
+        init = prepare_init(args, run_dir)
+    elif args.preset is None:
+        args.preset = "small"
+    cfg = config_from_args(args)
+    if not args.resume:
         data_dir = Path(args.data) if args.data else build_data_from_corpus(cfg, args, run_dir)
-    result = pretrain(cfg, data_dir, run_dir, resume=args.resume, init_from=args.init_from, progress=not args.quiet)
+    result = pretrain(cfg, data_dir, run_dir, resume=args.resume, init_from=init, progress=not args.quiet)
     if args.json:
         print_json(result)
+    return 0
+
+
+# ---------------------------------------------------------------- export / import
+
+
+def cmd_export(args) -> int:
+    from .export import export_run
+
+    out = export_run(args.run, args.out, args.arch)
+    log.info("exported to %s (load it with transformers' AutoModelForMaskedLM.from_pretrained)", out)
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .export import import_hf
+
+    out = import_hf(args.hf_dir, args.out)
+    log.info("imported %s into the run folder %s", args.hf_dir, out)
     return 0
 
 
@@ -359,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-corpus", action="append", help="validation text (with --corpus)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    p.add_argument("--init-from", help="start from the weights of another run")
+    p.add_argument("--init-from", help="start from the weights (and tokenizer) of a run or a Hugging Face folder")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--max-time", help="stop after this long, e.g. 10m, 2h")
@@ -369,9 +405,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--whole-word", action="store_true", default=None, help="whole-word masking")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
-    add_config_args(p, preset_default="small")
+    add_config_args(p, preset_help="model/recipe preset (default: small; with --resume or --init-from: that run's config)")
     add_common(p)
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
+        "export", help="write a Hugging Face model folder (config.json, model.safetensors, tokenizer)",
+        epilog="example:\n  bertforge export run --out hf-model\n"
+        "  python -c \"from transformers import pipeline; print(pipeline('fill-mask', model='hf-model')('A <mask>.'))\"",
+    )
+    p.add_argument("run", help="run folder (its latest checkpoint is exported)")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--arch", choices=("bert", "roberta"), help="default: roberta for byte-level BPE, bert for WordPiece")
+    add_common(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "import", help="turn a Hugging Face BERT/RoBERTa MLM folder into a bertforge run",
+        epilog="example:\n  bertforge import ./roberta-base --out base-run\n"
+        "  bertforge pretrain --init-from base-run --corpus my-domain.txt --out adapted --max-steps 2000",
+    )
+    p.add_argument("hf_dir", help="folder with config.json, model.safetensors and tokenizer files")
+    p.add_argument("--out", required=True, help="run folder to write")
+    add_common(p)
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser(
         "evaluate", help="validation loss, perplexity and masked accuracy of a run",

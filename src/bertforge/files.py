@@ -105,6 +105,14 @@ def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
     fsync_dir(final_dir.parent)
 
 
+def refuse_foreign_dir(out_dir: Path, marker: str, what: str) -> None:
+    """Never replace a non-empty folder that lacks `marker`: a typo in --out must not delete files."""
+    from .errors import DataError
+
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / marker).exists())):
+        raise DataError(f"{out_dir} exists and is not {what}; choose another output folder")
+
+
 def make_tmp_dir(final_dir: Path) -> Path:
     """A scratch folder beside `final_dir`, for building it before `replace_dir`."""
     final_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -271,7 +271,7 @@ def prepare(
     if _existing_build_key(out_dir) == key:
         log.info("reusing %s (same corpus, tokenizer and data settings)", out_dir)
         return out_dir
-    _refuse_foreign_dir(out_dir)
+    files.refuse_foreign_dir(out_dir, MANIFEST_FILE, "a bertforge data folder")
     tmp = files.make_tmp_dir(out_dir)
     try:
         splits = _write_splits(tmp, sources, val_sources, tok, data_cfg, corpus_cfg, progress)
@@ -383,12 +383,6 @@ def _existing_build_key(out_dir: Path) -> str | None:
         return files.read_json(out_dir / MANIFEST_FILE).get("build_key")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def _refuse_foreign_dir(out_dir: Path) -> None:
-    """Never replace a folder that is not a data folder (a typo in --out must not delete files)."""
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).exists():
-        raise DataError(f"{out_dir} exists and is not a bertforge data folder; choose another output folder")
 
 
 # ---------------------------------------------------------------- reading

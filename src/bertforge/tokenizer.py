@@ -283,19 +283,13 @@ def _training_batches(documents: Iterable[str], max_docs: int, progress: bool) -
             yield batch
 
 
-def _refuse_foreign_dir(out_dir: Path) -> None:
-    """Never replace a folder that is not a tokenizer folder (a typo in --out must not delete files)."""
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / TOKENIZER_FILE).exists():
-        raise DataError(f"{out_dir} exists and is not a tokenizer folder; choose another output folder")
-
-
 def train_tokenizer(
     documents: Iterable[str], cfg: TokenizerConfig, out_dir: str | Path, progress: bool = True
 ) -> TextTokenizer:
     """Train a tokenizer on `documents` and save it to `out_dir` (replaced whole, never half-written)."""
     _check_vocab_size(cfg)
     out_dir = Path(out_dir)
-    _refuse_foreign_dir(out_dir)
+    files.refuse_foreign_dir(out_dir, TOKENIZER_FILE, "a tokenizer folder")
     tok, trainer = RECIPES[cfg.kind](cfg)
     try:
         tok.train_from_iterator(_training_batches(documents, cfg.max_docs, progress), trainer=trainer)

@@ -19,7 +19,7 @@ import torch
 from ..config import RunConfig, save_config
 from ..errors import ConfigError, DataError
 from ..evaluate import attention_mask_for, evaluate_split
-from ..files import write_json
+from ..files import read_json, write_json
 from ..masking import MaskingVocab, mask_tokens, step_generator
 from ..model import MaskedLM, count_parameters
 from ..runtime import autocast, autocast_dtype, resolve_device
@@ -64,10 +64,20 @@ class Trainer:
     total_steps: int
 
 
-def resolve_config(cfg: RunConfig, tokenizer: TextTokenizer, seq_len: int) -> RunConfig:
-    """Fit the model to the tokenizer and shards it trains on (vocab, pad id, position style)."""
-    offset = tokenizer.pad_id + 1 if tokenizer.scheme == "roberta" else 0
-    model = replace(cfg.model, vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, position_offset=offset)
+def resolve_config(cfg: RunConfig, tokenizer: TextTokenizer, seq_len: int, init_from: Path | None = None) -> RunConfig:
+    """Fit the model to the tokenizer and shards it trains on (vocab, pad id, position style).
+
+    A model initialised from another run keeps its shape; its tokenizer must be the data's."""
+    if init_from is not None:
+        model = cfg.model
+        if load_tokenizer(init_from / "tokenizer").fingerprint != tokenizer.fingerprint:
+            raise DataError(
+                f"the shards were made with another tokenizer than the model in {init_from}; "
+                f"prepare them with --tokenizer {init_from / 'tokenizer'}"
+            )
+    else:
+        offset = tokenizer.pad_id + 1 if tokenizer.scheme == "roberta" else 0
+        model = replace(cfg.model, vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, position_offset=offset)
     if seq_len > model.max_seq_len:
         raise ConfigError(
             f"the shards hold {seq_len}-token sequences but model.max_seq_len is {model.max_seq_len}; "
@@ -113,7 +123,7 @@ def setup(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool, init_from
     if resume and not has_checkpoints:
         raise DataError(f"{run_dir}: no checkpoint to resume from")
     tokenizer, train_data, val_data = open_data(data_dir)
-    cfg = resolve_config(cfg, tokenizer, train_data.seq_len)
+    cfg = resolve_config(cfg, tokenizer, train_data.seq_len, None if resume else init_from)
     device = resolve_device(cfg.train.device)
     amp_dtype = autocast_dtype(cfg.train.precision, device)
     torch.manual_seed(cfg.train.seed)  # the one seeding point: init weights and dropout
@@ -127,7 +137,7 @@ def setup(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool, init_from
         checkpoint = latest_checkpoint(run_dir)
         state = TrainerState(**load_checkpoint(checkpoint, model, optimizer, scaler))
         log.info("resumed from %s (step %d, %d tokens)", checkpoint, state.step, state.tokens)
-    write_run_files(cfg, run_dir, data_dir, tokenizer)
+    write_run_files(cfg, run_dir, data_dir, tokenizer, init_from)
     metrics = MetricsWriter(run_dir)
     if resume:
         metrics.truncate_after(state.step)
@@ -151,13 +161,20 @@ def setup(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool, init_from
     )
 
 
-def write_run_files(cfg: RunConfig, run_dir: Path, data_dir: Path, tokenizer: TextTokenizer) -> None:
-    """The resolved config, the tokenizer and where the data is: enough to reproduce the run."""
+def write_run_files(
+    cfg: RunConfig, run_dir: Path, data_dir: Path, tokenizer: TextTokenizer, init_from: Path | None
+) -> None:
+    """The resolved config, the tokenizer, where the data and start weights came from."""
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(run_dir / "config.yaml", cfg)
     if not (run_dir / "tokenizer").exists():
         tokenizer.save(run_dir / "tokenizer")
-    write_json(run_dir / "run.json", {"data_dir": str(Path(data_dir).resolve())})
+    previous = run_dir / "run.json"
+    info = read_json(previous) if previous.is_file() else {}  # a resume keeps where it started from
+    info["data_dir"] = str(Path(data_dir).resolve())
+    if init_from is not None:
+        info["init_from"] = str(Path(init_from).resolve())
+    write_json(run_dir / "run.json", info)
 
 
 def next_batch(t: Trainer) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, int]:
