@@ -33,3 +33,9 @@ def test_time_only_budget_decays_with_the_time_spent():
     cfg = TrainConfig(max_steps=0, max_time_s=100, warmup_steps=0)
     assert lr_factor(50, cfg, 0, time_fraction=0.25) == pytest.approx(0.75)
     assert lr_factor(50, cfg, 0, time_fraction=1.0) == pytest.approx(0.0)
+
+
+def test_decay_ends_at_whichever_limit_comes_first():
+    cfg = TrainConfig(max_steps=1000, max_time_s=100, warmup_steps=0)
+    assert lr_factor(100, cfg, 1000, time_fraction=0.5) == pytest.approx(0.5)  # time ahead of steps
+    assert lr_factor(900, cfg, 1000, time_fraction=0.5) == pytest.approx(0.1)  # steps ahead of time

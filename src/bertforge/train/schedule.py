@@ -20,18 +20,16 @@ def planned_steps(cfg: TrainConfig, tokens_per_step: int) -> int:
 def lr_factor(step: int, cfg: TrainConfig, total_steps: int, time_fraction: float = 0.0) -> float:
     """Multiplier of the peak LR for optimizer step `step` (0-based).
 
-    Linear warmup over `warmup_steps`, then linear / cosine decay to `min_lr_ratio` at the last
-    step. With only a time limit, the decay follows the share of the time budget spent.
+    Linear warmup over `warmup_steps`, then linear / cosine decay to `min_lr_ratio` at the end
+    of the run: at the last planned step, or when the time budget is spent, whichever comes
+    first (`time_fraction` is the share of `max_time_s` used so far).
     """
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return 1.0
-    if total_steps:
-        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-    else:
-        progress = time_fraction
-    progress = min(max(progress, 0.0), 1.0)
+    step_progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps) if total_steps else 0.0
+    progress = min(max(step_progress, time_fraction, 0.0), 1.0)
     if cfg.schedule == "cosine":
         decay = 0.5 * (1.0 + math.cos(math.pi * progress))
     else:
