@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from bertforge.config import MaskingConfig
-from bertforge.masking import MaskingVocab, mask_tokens, step_generator
+from bertforge.masking import MaskingVocab, mask_tokens, sequence_seeds
 from bertforge.model import IGNORE_INDEX
 
 V = 1000
@@ -27,7 +27,7 @@ def batch(rows=256, length=128, seed=0) -> torch.Tensor:
 
 def test_masking_rate_and_80_10_10_split_on_100k_tokens():
     ids = batch(rows=1024)  # 131k tokens
-    inputs, labels = mask_tokens(ids, vocab(), MaskingConfig(), step_generator(0, 0))
+    inputs, labels = mask_tokens(ids, vocab(), MaskingConfig(), sequence_seeds(0, 0, range(len(ids))))
     maskable = ids >= 5
     chosen = labels != IGNORE_INDEX
     assert maskable.sum() > 100_000
@@ -44,7 +44,7 @@ def test_masking_rate_and_80_10_10_split_on_100k_tokens():
 
 def test_labels_hold_originals_at_chosen_positions_and_minus_100_elsewhere():
     ids = batch()
-    inputs, labels = mask_tokens(ids, vocab(), MaskingConfig(), step_generator(1, 0))
+    inputs, labels = mask_tokens(ids, vocab(), MaskingConfig(), sequence_seeds(1, 0, range(len(ids))))
     chosen = labels != IGNORE_INDEX
     assert torch.equal(labels[chosen], ids[chosen])
     assert torch.equal(inputs[~chosen], ids[~chosen])
@@ -52,7 +52,7 @@ def test_labels_hold_originals_at_chosen_positions_and_minus_100_elsewhere():
 
 def test_special_and_padding_tokens_are_never_chosen_nor_drawn_as_replacements():
     ids = batch(rows=512)
-    inputs, labels = mask_tokens(ids, vocab(), MaskingConfig(mask_prob=0.5), step_generator(2, 0))
+    inputs, labels = mask_tokens(ids, vocab(), MaskingConfig(mask_prob=0.5), sequence_seeds(2, 0, range(len(ids))))
     assert not (labels[ids < 5] != IGNORE_INDEX).any()
     replaced = (labels != IGNORE_INDEX) & (inputs != ids) & (inputs != 4)
     assert replaced.sum() > 1000
@@ -62,15 +62,15 @@ def test_special_and_padding_tokens_are_never_chosen_nor_drawn_as_replacements()
 def test_every_sequence_gets_at_least_one_mask():
     ids = torch.randint(5, V, (5000, 4))
     ids[:, 0], ids[:, -1] = 0, 2  # two maskable tokens: Bernoulli alone leaves ~72% empty
-    _, labels = mask_tokens(ids, vocab(), MaskingConfig(), step_generator(3, 0))
+    _, labels = mask_tokens(ids, vocab(), MaskingConfig(), sequence_seeds(3, 0, range(len(ids))))
     assert ((labels != IGNORE_INDEX).sum(dim=1) >= 1).all()
 
 
 def test_same_seed_same_masks_and_new_step_new_masks():
     ids = batch()
-    a = mask_tokens(ids, vocab(), MaskingConfig(), step_generator(7, 10))
-    b = mask_tokens(ids, vocab(), MaskingConfig(), step_generator(7, 10))
-    c = mask_tokens(ids, vocab(), MaskingConfig(), step_generator(7, 11))
+    a = mask_tokens(ids, vocab(), MaskingConfig(), sequence_seeds(7, 10, range(len(ids))))
+    b = mask_tokens(ids, vocab(), MaskingConfig(), sequence_seeds(7, 10, range(len(ids))))
+    c = mask_tokens(ids, vocab(), MaskingConfig(), sequence_seeds(7, 11, range(len(ids))))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[1], c[1])
 
@@ -79,7 +79,7 @@ def test_whole_word_masking_takes_every_piece_of_a_word():
     starts = np.zeros(V, dtype=bool)
     starts[5:500] = True  # ids 500.. continue a word (like '##ing' pieces)
     ids = batch(rows=512)
-    inputs, labels = mask_tokens(ids, vocab(starts), MaskingConfig(whole_word=True), step_generator(4, 0))
+    inputs, labels = mask_tokens(ids, vocab(starts), MaskingConfig(whole_word=True), sequence_seeds(4, 0, range(len(ids))))
     chosen = labels != IGNORE_INDEX
     continuation = (ids >= 500)
     # A continuation piece is chosen exactly when the piece before it is (same word),

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .errors import BertforgeError, ConfigError
+from .finetune_cli import add_finetune_commands
 
 log = logging.getLogger("bertforge")
 
@@ -214,8 +215,40 @@ def prepare_init(args, run_dir: Path) -> Path:
 
 
 def cmd_pretrain(args) -> int:
+    """Train in this process, or as one rank of a torchrun group (then rank 0 logs and writes)."""
+    import os
+    import time
+
+    from .train import distributed
     from .train.loop import pretrain
 
+    if args.strategy:  # a flag is a shortcut for --set; a --set given as well wins
+        args.set = [f"train.strategy={args.strategy}", *args.set]
+    if args.nproc is not None and "WORLD_SIZE" not in os.environ:
+        return launch_pretrain(args)
+    try:
+        with distributed.process_group() as world:
+            if not world.is_main:
+                log.setLevel(logging.ERROR)  # rank 0 speaks for the group
+            if args.nproc is not None:
+                raise ConfigError(f"--nproc {args.nproc} starts torchrun itself; under torchrun leave it out")
+            # Rank 0 prepares the run folder (tokenizer, shards, imported weights); the others get its result.
+            cfg, data_dir, init = world.main_only(lambda: pretrain_inputs(args))
+            result = pretrain(cfg, data_dir, args.out, resume=args.resume, init_from=init, progress=not args.quiet)
+    except BertforgeError:
+        if distributed.World.from_env().is_main:
+            raise
+        # Rank 0 has the same error and prints it. Let it exit first: torchrun then stops this
+        # rank, and does not stop rank 0 before it has said why.
+        time.sleep(10)
+        return 2
+    if args.json and world.is_main:
+        print_json(result)
+    return 0
+
+
+def pretrain_inputs(args) -> tuple:
+    """(config, data folder, --init-from run) of `pretrain`, building tokenizer and shards for --corpus."""
     run_dir = Path(args.out)
     init = None
     if args.resume:
@@ -234,9 +267,51 @@ def cmd_pretrain(args) -> int:
     cfg = config_from_args(args)
     if not args.resume:
         data_dir = Path(args.data) if args.data else build_data_from_corpus(cfg, args, run_dir)
-    result = pretrain(cfg, data_dir, run_dir, resume=args.resume, init_from=init, progress=not args.quiet)
-    if args.json:
-        print_json(result)
+    return cfg, data_dir, init
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """The command line without `--nproc N` (or an abbreviation argparse accepted, like --npr)."""
+    out, skip = [], False
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif len(name) > 2 and "--nproc".startswith(name):
+            skip = "=" not in arg
+        else:
+            out.append(arg)
+    return out
+
+
+def launch_pretrain(args) -> int:
+    """`pretrain --nproc N`: check and build the inputs here, then start N ranks with torchrun on
+    this machine, each running this same command line."""
+    import os
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    from .train.loop import preflight
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    if sys.argv[1:2] != ["pretrain"]:
+        raise ConfigError("--nproc works on the command line (`bertforge pretrain --nproc N ...`); from Python use torchrun")
+    cfg, data_dir, init = pretrain_inputs(args)
+    preflight(cfg, data_dir, Path(args.out), args.resume, init, args.nproc)
+    # torchrun would set 1 thread per rank; on a CPU, share the cores out instead.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    # Restarted ranks can read the killed ranks' stale addresses from the rendezvous store that
+    # torchrun shares with them (pytorch/pytorch#135712, #167288): give each attempt its own store.
+    os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    torchrun = ["--standalone", "--nproc-per-node", str(args.nproc), "--max-restarts", str(args.max_restarts)]
+    try:
+        run(parse_args([*torchrun, "-m", "bertforge", *without_nproc(sys.argv[1:])]))
+    except ChildFailedError as e:
+        if any(failure.exitcode == 2 for failure in e.failures.values()):
+            return 2  # a user error, already printed by rank 0
+        raise
     return 0
 
 
@@ -304,6 +379,36 @@ def cmd_fill_mask(args) -> int:
             print(f"mask {i}:")
         for c in candidates:
             print(f"  {c['score']:.4f}  {c['token']}")
+    return 0
+
+
+# ---------------------------------------------------------------- bench
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench_fill_mask, bench_prepare, bench_train, format_table
+
+    ref = not args.no_reference
+    if args.kind == "train":
+        result = bench_train(
+            preset=args.preset, steps=args.steps, warmup_steps=args.warmup_steps, batch_size=args.batch_size,
+            seq_len=args.seq_len, precision=args.precision, corpus=args.corpus, device=args.device,
+            compile=args.compile, reference=ref,
+        )
+    elif args.kind == "prepare":
+        result = bench_prepare(
+            corpus_mb=args.corpus_mb, processes=args.processes, seq_len=args.seq_len, reference=ref,
+            work_dir=args.work_dir, preset=args.preset,
+        )
+    else:
+        result = bench_fill_mask(
+            preset=args.preset, sentences=args.sentences, top_k=args.top_k, reference=ref, device=args.device,
+            batch_size=args.batch_size,
+        )
+    if args.json:
+        print_json(result)
+    else:
+        print(format_table(result))
     return 0
 
 
@@ -384,7 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  bertforge pretrain --corpus kant.txt --preset small --out run --max-time 30m\n"
             "  bertforge pretrain --data data --preset small --out run --set train.lr=3e-4\n"
-            "  bertforge pretrain --out run --resume"
+            "  bertforge pretrain --out run --resume\n"
+            "  bertforge pretrain --data data --preset small --out run --nproc 4\n"
+            "  torchrun --nproc-per-node 8 -m bertforge pretrain --data data --out run --strategy fsdp"
         ),
     )
     source = p.add_mutually_exclusive_group()
@@ -404,6 +511,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int)
     p.add_argument("--whole-word", action="store_true", default=None, help="whole-word masking")
     p.add_argument("--device")
+    p.add_argument("--nproc", type=int, metavar="N", help="train on N processes of this machine (one per GPU): starts torchrun")
+    p.add_argument("--max-restarts", type=int, default=0, metavar="K",
+                   help="with --nproc: after a rank fails, restart all up to K times from the last checkpoint")
+    p.add_argument("--strategy", choices=("ddp", "fsdp"),
+                   help="under torchrun: ddp (default, a full model per rank) or fsdp (sharded, for big models)")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     add_config_args(p, preset_help="model/recipe preset (default: small; with --resume or --init-from: that run's config)")
     add_common(p)
@@ -458,6 +570,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fill_mask)
 
     p = sub.add_parser(
+        "bench", help="bertforge next to Hugging Face: same data, shape and settings, one run",
+        epilog="examples:\n  bertforge bench train --preset small\n  bertforge bench prepare --corpus-mb 40 --json\n"
+        "  bertforge bench fill-mask --preset small",
+    )
+    p.add_argument("kind", choices=("train", "prepare", "fill-mask"))
+    p.add_argument("--preset", default="small", help="model preset (default: small)")
+    p.add_argument("--steps", type=int, default=20, help="train: timed training steps")
+    p.add_argument("--warmup-steps", type=int, default=3, help="train: untimed steps first")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32")
+    p.add_argument("--compile", action="store_true", help="train: torch.compile both models")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--corpus", help="train: one text file instead of the shared text")
+    p.add_argument("--corpus-mb", type=float, default=40, help="prepare: corpus size, MB")
+    p.add_argument("--processes", type=int, default=2, help="prepare: processes / tokenizer threads")
+    p.add_argument("--work-dir", help="prepare: keep the built corpus here for later runs")
+    p.add_argument("--sentences", type=int, default=1000, help="fill-mask: sentences")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--no-reference", action="store_true", help="bertforge only (no transformers needed)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    add_common(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
         "demo", help="a small end-to-end pretraining on text that ships with Python",
         epilog="example:\n  bertforge demo --out demo-run",
     )
@@ -466,6 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=2000)
     add_common(p)
     p.set_defaults(func=cmd_demo)
+
+    add_finetune_commands(sub, Parser)
     return parser
 
 

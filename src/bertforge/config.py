@@ -167,7 +167,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 32  # sequences per micro-batch
+    batch_size: int = 32  # sequences per micro-batch, all ranks together (each of N ranks takes batch_size / N)
     grad_accum_steps: int = 1  # micro-batches per optimizer step
     lr: float = 5e-4  # peak learning rate
     min_lr_ratio: float = 0.0  # final LR as a share of the peak
@@ -189,6 +189,7 @@ class TrainConfig:
     precision: str = "auto"  # "auto" (bf16 on a GPU that has it, else fp32), "fp32", "bf16", "fp16"
     compile: bool = False  # wrap the model in torch.compile
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    strategy: str = "ddp"  # under torchrun: "ddp" (a full replica per rank) or "fsdp" (FSDP2, sharded over ranks)
     seed: int = 0  # seeds init, data order, masks and dropout
     eval_seed: int = 1234  # fixed masks for validation, so evaluations compare
 
@@ -208,6 +209,7 @@ class TrainConfig:
         )
         _choice("train", "schedule", self.schedule, ("linear", "cosine", "constant"))
         _choice("train", "precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
+        _choice("train", "strategy", self.strategy, ("ddp", "fsdp"))
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not self.max_steps and not self.max_tokens and not self.max_time_s:

@@ -1,7 +1,10 @@
 """Validation metrics: MLM loss, perplexity, masked-token top-1 / top-5 accuracy.
 
 Masks come from a fixed seed and the standard recipe (15%, 80/10/10), whatever the training
-recipe, so two evaluations of a run, or of two runs, compare like with like.
+recipe, so two evaluations of a run, or of two runs, compare like with like. A sequence's mask
+depends only on the seed and its index, so the metrics do not depend on the batch size nor on
+how the sequences are split over ranks: under torchrun each rank evaluates its own batches and
+the loop adds up the *sums* (`evaluate_sums`), never averages of averages.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from .config import MaskingConfig
-from .masking import MaskingVocab, mask_tokens, step_generator
+from .masking import MaskingVocab, mask_tokens, sequence_seeds
 from .model import MaskedLM
 from .runtime import autocast
 from .train.metrics import perplexity
 
 EVAL_MASKING = MaskingConfig()
+SUM_KEYS = ("loss_sum", "masked_tokens", "correct", "correct5")
 
 
 def attention_mask_for(ids: np.ndarray, pad_id: int) -> torch.Tensor | None:
@@ -28,6 +32,74 @@ def attention_mask_for(ids: np.ndarray, pad_id: int) -> torch.Tensor | None:
 
 
 @torch.no_grad()
+def evaluate_sums(
+    model: torch.nn.Module,
+    shards,
+    vocab: MaskingVocab,
+    batch_size: int,
+    num_sequences: int,
+    seed: int = 1234,
+    device: torch.device = torch.device("cpu"),
+    amp_dtype: torch.dtype | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    lockstep: bool = False,
+) -> dict[str, float]:
+    """Summed loss, masked-token count and top-1/top-5 hits over the first `num_sequences` sequences.
+
+    Batch b (of `batch_size` sequences) is evaluated by rank b % world_size. With `lockstep`
+    (FSDP, whose forward is a collective) every rank runs the same number of forwards: a rank
+    without a batch left evaluates batch 0 again and drops the result.
+    """
+    was_training = model.training
+    model.eval()
+    sums = dict.fromkeys(SUM_KEYS, 0.0)
+    num_batches = math.ceil(num_sequences / batch_size)
+    rounds = math.ceil(num_batches / world_size) if lockstep else None
+    mine = list(range(rank, num_batches, world_size))
+    for i in range(rounds if lockstep else len(mine)):
+        start = (mine[i] if i < len(mine) else 0) * batch_size
+        indices = np.arange(start, min(num_sequences, start + batch_size))
+        batch = batch_sums(model, shards, vocab, indices, seed, device, amp_dtype)
+        if i < len(mine):
+            sums = {k: sums[k] + batch[k] for k in SUM_KEYS}
+    model.train(was_training)
+    return sums
+
+
+def batch_sums(
+    model: torch.nn.Module, shards, vocab: MaskingVocab, indices: np.ndarray, seed: int, device, amp_dtype
+) -> dict[str, float]:
+    """The sums of `evaluate_sums` for the sequences `indices`, masked by (seed, index)."""
+    ids = shards[indices]  # (B, T)
+    inputs, labels = mask_tokens(torch.from_numpy(ids), vocab, EVAL_MASKING, sequence_seeds(seed, 0, indices))
+    mask = attention_mask_for(ids, shards.pad_id)
+    with autocast(device, amp_dtype):
+        out = model(inputs.to(device), None if mask is None else mask.to(device), labels.to(device))
+    logits, targets = out.logits.float().reshape(-1, out.logits.shape[-1]), out.labels.reshape(-1)
+    keep = targets != -100
+    logits, targets = logits[keep], targets[keep]
+    top5 = logits.topk(5, dim=-1).indices
+    return {
+        "loss_sum": F.cross_entropy(logits, targets, reduction="sum").item(),
+        "masked_tokens": targets.numel(),
+        "correct": (top5[:, 0] == targets).sum().item(),
+        "correct5": (top5 == targets[:, None]).any(dim=-1).sum().item(),
+    }
+
+
+def metrics_from_sums(sums: dict[str, float]) -> dict:
+    total = max(sums["masked_tokens"], 1)
+    loss = sums["loss_sum"] / total
+    return {
+        "loss": loss,
+        "perplexity": perplexity(loss),
+        "masked_accuracy": sums["correct"] / total,
+        "top5_accuracy": sums["correct5"] / total,
+        "masked_tokens": int(sums["masked_tokens"]),
+    }
+
+
 def evaluate_split(
     model: MaskedLM,
     shards,
@@ -38,33 +110,11 @@ def evaluate_split(
     device: torch.device = torch.device("cpu"),
     amp_dtype: torch.dtype | None = None,
 ) -> dict:
-    """Metrics over the first `max_batches` batches of `shards` (all of it when 0)."""
-    was_training = model.training
-    model.eval()
-    total_loss, total, correct, correct5 = 0.0, 0, 0, 0
-    num_batches = math.ceil(len(shards) / batch_size)
-    if max_batches:
-        num_batches = min(num_batches, max_batches)
-    for b in range(num_batches):
-        ids = shards[np.arange(b * batch_size, min(len(shards), (b + 1) * batch_size))]
-        inputs, labels = mask_tokens(torch.from_numpy(ids), vocab, EVAL_MASKING, step_generator(seed, b))
-        mask = attention_mask_for(ids, shards.pad_id)
-        with autocast(device, amp_dtype):
-            out = model(inputs.to(device), None if mask is None else mask.to(device), labels.to(device))
-        logits, targets = out.logits.float().reshape(-1, out.logits.shape[-1]), out.labels.reshape(-1)
-        keep = targets != -100
-        logits, targets = logits[keep], targets[keep]
-        total_loss += F.cross_entropy(logits, targets, reduction="sum").item()
-        top5 = logits.topk(5, dim=-1).indices
-        correct += (top5[:, 0] == targets).sum().item()
-        correct5 += (top5 == targets[:, None]).any(dim=-1).sum().item()
-        total += targets.numel()
-    model.train(was_training)
-    loss = total_loss / max(total, 1)
-    return {
-        "loss": loss,
-        "perplexity": perplexity(loss),
-        "masked_accuracy": correct / max(total, 1),
-        "top5_accuracy": correct5 / max(total, 1),
-        "masked_tokens": total,
-    }
+    """Metrics over the first `max_batches` batches of `shards` (all of it when 0), in one process."""
+    count = eval_sequences(len(shards), batch_size, max_batches)
+    return metrics_from_sums(evaluate_sums(model, shards, vocab, batch_size, count, seed, device, amp_dtype))
+
+
+def eval_sequences(available: int, batch_size: int, max_batches: int) -> int:
+    """How many sequences `max_batches` batches cover (all of them when 0)."""
+    return min(available, max_batches * batch_size) if max_batches else available

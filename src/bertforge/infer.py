@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .config import RunConfig, load_config
@@ -51,16 +52,44 @@ def encode_with_masks(run: LoadedRun, text: str) -> list[int]:
     return ids
 
 
-@torch.no_grad()
 def fill_mask(run: LoadedRun, text: str, top_k: int = 5) -> list[list[dict]]:
     """For each mask in `text`, the `top_k` most likely tokens with their probabilities."""
-    ids = encode_with_masks(run, text)
-    input_ids = torch.tensor([ids], device=run.device)
-    logits = run.model(input_ids).logits[0]  # (T, V)
-    positions = (input_ids[0] == run.tokenizer.mask_id).nonzero().flatten()
-    probs = logits[positions].float().softmax(dim=-1)  # (masks, V)
-    top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
-    return [
-        [{"token": run.tokenizer.decode_token(int(i)), "score": float(p)} for p, i in zip(row_p, row_i)]
-        for row_p, row_i in zip(top.values, top.indices)
+    return fill_mask_batch(run, [text], top_k)[0]
+
+
+@torch.no_grad()
+def fill_mask_batch(run: LoadedRun, texts: list[str], top_k: int = 5, batch_size: int = 32) -> list[list[list[dict]]]:
+    """`fill_mask` for many texts: similar lengths batched together, the decoder only at the masks."""
+    ids = [encode_with_masks(run, text) for text in texts]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # little padding inside a batch
+    answers: list = [None] * len(ids)
+    names: dict[int, str] = {}  # decoded tokens, reused across sentences
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        for i, answer in zip(chunk, _fill_padded(run, [ids[i] for i in chunk], top_k, names)):
+            answers[i] = answer
+    return answers
+
+
+def _fill_padded(run: LoadedRun, ids: list[list[int]], top_k: int, names: dict[int, str]) -> list[list[list[dict]]]:
+    pad, mask_id = run.tokenizer.pad_id, run.tokenizer.mask_id
+    width = max(len(x) for x in ids)
+    input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=run.device)  # (B, T)
+    attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=run.device)
+    h = run.model.encoder(input_ids, attention)  # (B, T, H)
+    where = input_ids == mask_id  # (B, T)
+    logits = run.model.head(h[where], run.model.encoder.embeddings.tokens.weight)  # (masks, V)
+    top = logits.float().softmax(dim=-1).topk(min(top_k, logits.shape[-1]), dim=-1)
+    rows = [
+        [{"token": _name(run, i, names), "token_id": i, "score": p} for p, i in zip(ps, js)]
+        for ps, js in zip(top.values.tolist(), top.indices.tolist())
     ]
+    counts = where.sum(dim=1).tolist()
+    starts = np.cumsum([0, *counts])
+    return [rows[a:b] for a, b in zip(starts[:-1], starts[1:])]
+
+
+def _name(run: LoadedRun, token_id: int, names: dict[int, str]) -> str:
+    if token_id not in names:
+        names[token_id] = run.tokenizer.decode_token(token_id)
+    return names[token_id]

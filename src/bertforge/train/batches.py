@@ -2,7 +2,11 @@
 
 Batch k of a run is the same whether the run was interrupted or not: epoch e shuffles with
 `default_rng([seed, e])`, and the position in the data is just the number of batches consumed.
-`rank`/`world_size` hand each process its own disjoint batches (for torchrun).
+
+Under torchrun, global batch k is the same `world_size x batch_size` sequences of the shuffle
+whatever the number of ranks, and rank r reads only its own slice of them: the ranks' slices
+are disjoint and together make up the global batch. A run can therefore continue on another
+number of ranks, as long as the global batch stays the same.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ class BatchOrder:
     """Shuffled, epoch-based batches of sequence indices; resumable from a batch counter."""
 
     def __init__(self, num_sequences: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        """`batch_size` sequences per rank, so a global batch holds batch_size x world_size."""
         if num_sequences < batch_size * world_size:
+            ranks = f" ({batch_size} per rank x {world_size} ranks)" if world_size > 1 else ""
             raise DataError(
-                f"the training split has {num_sequences} sequences, fewer than one batch "
-                f"({batch_size} x {world_size} ranks); lower train.batch_size or add text"
+                f"the training split has {num_sequences} sequences, fewer than one batch of "
+                f"{batch_size * world_size}{ranks}; lower train.batch_size or add text"
             )
         self.num_sequences = num_sequences
         self.batch_size = batch_size

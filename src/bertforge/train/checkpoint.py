@@ -3,10 +3,13 @@
 Layout of `RUN/checkpoints/step-00000123/`:
   model.safetensors   weights of the unwrapped model
   optimizer.pt        AdamW (and grad scaler) state; loaded with torch.load(weights_only=True)
-  rng.pt              torch CPU/CUDA RNG states (dropout), same loader
-  trainer.json        step, batches consumed, tokens seen, elapsed seconds
+  rng.pt              torch CPU/CUDA RNG states (dropout) of rank 0, same loader
+  rng-rank<r>.pt      the same for rank r >= 1 of a torchrun group (each rank has its own dropout)
+  trainer.json        step, batches consumed, tokens seen, elapsed seconds, world size
 The folder is built under a temporary name and renamed into place, so a crash mid-save leaves
-the previous checkpoint as the latest one.
+the previous checkpoint as the latest one. Under torchrun only rank 0 writes, after gathering
+what the other ranks hold (their RNG states; their parameter shards under FSDP), so the files
+are the same whatever the strategy and the number of ranks.
 """
 
 from __future__ import annotations
@@ -49,6 +52,29 @@ def _torch_bytes(obj) -> bytes:
     return buffer.getvalue()
 
 
+def rng_state(device: torch.device | None = None) -> dict:
+    """The RNG states dropout draws from: the CPU's and, when training on a GPU, that GPU's."""
+    state = {"cpu": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    elif device is None and torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        if isinstance(state["cuda"], list):  # every GPU's state (single-process checkpoints)
+            torch.cuda.set_rng_state_all(state["cuda"])
+        else:
+            torch.cuda.set_rng_state(state["cuda"], device if device is not None else "cuda")
+
+
+def rng_file(rank: int) -> str:
+    return "rng.pt" if rank == 0 else f"rng-rank{rank}.pt"
+
+
 def save_checkpoint(
     run_dir: Path,
     model: torch.nn.Module,
@@ -57,17 +83,22 @@ def save_checkpoint(
     scaler: torch.amp.GradScaler | None = None,
     keep_last: int = 3,
 ) -> Path:
-    """Write checkpoint `step-<step>` atomically, then prune to the newest `keep_last`."""
+    """Write checkpoint `step-<step>` of a single process atomically, then prune to the newest `keep_last`."""
+    optim = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else {}}
+    return write_checkpoint(run_dir, model.state_dict(), optim, [rng_state()], trainer_state, keep_last)
+
+
+def write_checkpoint(
+    run_dir: Path, model_state: dict, optim_state: dict, rng_states: list[dict], trainer_state: dict, keep_last: int
+) -> Path:
+    """Write the states (`rng_states[r]` is rank r's) as checkpoint `step-<step>`, then prune."""
     final = Path(run_dir) / "checkpoints" / f"step-{trainer_state['step']:08d}"
     tmp = make_tmp_dir(final)
     try:
-        save_tensors(tmp / "model.safetensors", model.state_dict())
-        optim = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else {}}
-        atomic_write_bytes(tmp / "optimizer.pt", _torch_bytes(optim))
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        atomic_write_bytes(tmp / "rng.pt", _torch_bytes(rng))
+        save_tensors(tmp / "model.safetensors", model_state)
+        atomic_write_bytes(tmp / "optimizer.pt", _torch_bytes(optim_state))
+        for rank, rng in enumerate(rng_states):
+            atomic_write_bytes(tmp / rng_file(rank), _torch_bytes(rng))
         write_json(tmp / "trainer.json", trainer_state)
         replace_dir(tmp, final)
     except BaseException:
@@ -97,21 +128,28 @@ def load_model_weights(model: torch.nn.Module, checkpoint: Path) -> None:
     model.load_state_dict(state)
 
 
+def read_optimizer(checkpoint: Path, device: torch.device) -> dict:
+    """{"optimizer": AdamW state as `optimizer.state_dict()` gives it, "scaler": grad scaler state}."""
+    return torch.load(Path(checkpoint) / "optimizer.pt", map_location=device, weights_only=True)
+
+
+def read_rng(checkpoint: Path, rank: int = 0) -> dict | None:
+    """Rank `rank`'s RNG states, or None when the checkpoint was written by fewer ranks."""
+    path = Path(checkpoint) / rng_file(rank)
+    return torch.load(path, weights_only=True) if path.is_file() else None
+
+
 def load_checkpoint(
     checkpoint: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None = None,
 ) -> dict:
-    """Restore model, optimizer, scaler and RNG states; return the trainer state."""
+    """Restore model, optimizer, scaler and RNG states in one process; return the trainer state."""
     load_model_weights(model, checkpoint)
-    device = next(model.parameters()).device
-    optim = torch.load(checkpoint / "optimizer.pt", map_location=device, weights_only=True)
+    optim = read_optimizer(checkpoint, next(model.parameters()).device)
     optimizer.load_state_dict(optim["optimizer"])
     if scaler is not None and optim["scaler"]:
         scaler.load_state_dict(optim["scaler"])
-    rng = torch.load(checkpoint / "rng.pt", weights_only=True)
-    torch.set_rng_state(rng["cpu"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    set_rng_state(read_rng(checkpoint))
     return read_json(checkpoint / "trainer.json")

@@ -1,9 +1,18 @@
 """The pretraining loop, built from named steps: set up, (resume), train steps, evaluate, save.
 
-Exact resume comes from three choices: the data order and the masks are pure functions of
-the batch counter (batches.py, masking.step_generator), the LR is a pure function of the
-step (schedule.py), and everything else that changes (weights, AdamW moments, dropout RNG,
-grad scaler) is in the checkpoint.
+Exact resume comes from these choices: the data order is a pure function of the batch counter
+(batches.py), a sequence's masks are a pure function of (seed, epoch, sequence index)
+(masking.py), the LR is a pure function of the step (schedule.py), and everything else that
+changes (weights, AdamW moments, dropout RNG, grad scaler) is in the checkpoint.
+
+Many processes (torchrun, see distributed.py): `train.batch_size` is the *global* micro-batch;
+each of the N ranks reads and trains on its own batch_size / N sequences of it, so one config
+trains the same model on any number of ranks. The global batch of an optimizer step is
+batch_size x grad_accum_steps = (batch_size / N) per rank x grad_accum_steps x N ranks.
+The loss of a step is the mean cross-entropy over *all* its masked tokens, on every rank and
+in every micro-batch (`train_step`), so 2 ranks x 8 sequences, 1 rank x 16, or 1 rank x 2
+micro-batches of 8 give the same loss and the same gradient. Only rank 0 logs, writes
+metrics and checkpoints.
 """
 
 from __future__ import annotations
@@ -13,20 +22,32 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
-from ..config import RunConfig, save_config
+from ..config import RunConfig, TrainConfig, save_config
 from ..errors import ConfigError, DataError
-from ..evaluate import attention_mask_for, evaluate_split
+from ..evaluate import attention_mask_for, eval_sequences, evaluate_sums, metrics_from_sums
 from ..files import read_json, write_json
-from ..masking import MaskingVocab, mask_tokens, step_generator
-from ..model import MaskedLM, count_parameters
+from ..masking import MaskingVocab, mask_tokens, sequence_seeds
+from ..model import IGNORE_INDEX, MaskedLM, count_parameters
 from ..runtime import autocast, autocast_dtype, resolve_device
 from ..shards import PackedShards, check_compatible, load_manifest
 from ..tokenizer import TextTokenizer, load_tokenizer
+from . import distributed
 from .batches import BatchOrder
-from .checkpoint import checkpoint_dirs, latest_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
+from .checkpoint import (
+    checkpoint_dirs,
+    latest_checkpoint,
+    load_model_weights,
+    read_optimizer,
+    read_rng,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
+from .distributed import World
 from .metrics import MetricsWriter
 from .schedule import lr_factor, planned_steps
 
@@ -38,9 +59,10 @@ class TrainerState:
     """The counters a checkpoint stores besides tensors."""
 
     step: int = 0  # optimizer steps taken
-    batches: int = 0  # micro-batches consumed = position in the data order
-    tokens: int = 0  # non-padding training tokens seen
+    batches: int = 0  # global micro-batches consumed = position in the data order
+    tokens: int = 0  # non-padding training tokens seen, all ranks together
     elapsed_s: float = 0.0  # training wall-clock time, carried over resumes
+    world_size: int = 1  # ranks that wrote the checkpoint
 
 
 @dataclass
@@ -49,8 +71,9 @@ class Trainer:
 
     cfg: RunConfig
     run_dir: Path
-    model: MaskedLM
-    train_model: torch.nn.Module  # `model`, possibly wrapped by torch.compile
+    model: MaskedLM  # the unwrapped module: its state dict keys never change (FSDP: sharded in place)
+    parallel: torch.nn.Module  # `model` under DDP or FSDP (torchrun), else `model` itself
+    train_model: torch.nn.Module  # `parallel`, possibly wrapped by torch.compile
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
     train_data: PackedShards
@@ -59,9 +82,10 @@ class Trainer:
     vocab: MaskingVocab
     device: torch.device
     amp_dtype: torch.dtype | None
-    metrics: MetricsWriter
+    metrics: MetricsWriter  # writes on rank 0 only
     state: TrainerState
     total_steps: int
+    world: World
 
 
 def resolve_config(cfg: RunConfig, tokenizer: TextTokenizer, seq_len: int, init_from: Path | None = None) -> RunConfig:
@@ -114,51 +138,155 @@ def masking_vocab(tokenizer: TextTokenizer) -> MaskingVocab:
     )
 
 
-def setup(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool, init_from: Path | None) -> Trainer:
-    """Build everything the loop needs, resuming from the latest checkpoint when asked."""
+def setup(
+    cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool, init_from: Path | None, world: World | None = None
+) -> Trainer:
+    """Build everything the loop needs, resuming from the latest checkpoint when asked.
+
+    Under torchrun every rank checks its inputs, then the ranks compare verdicts before anything
+    else: a problem found by any rank stops all of them, and rank 0 reports it.
+    """
+    world = world or World()
     run_dir = Path(run_dir)
-    has_checkpoints = bool(checkpoint_dirs(run_dir))
-    if has_checkpoints and not resume:
-        raise DataError(f"{run_dir} already holds checkpoints; pass --resume to continue it or pick another --out")
-    if resume and not has_checkpoints:
-        raise DataError(f"{run_dir}: no checkpoint to resume from")
-    tokenizer, train_data, val_data = open_data(data_dir)
-    cfg = resolve_config(cfg, tokenizer, train_data.seq_len, None if resume else init_from)
-    device = resolve_device(cfg.train.device)
-    amp_dtype = autocast_dtype(cfg.train.precision, device)
-    torch.manual_seed(cfg.train.seed)  # the one seeding point: init weights and dropout
+    checked = world.agree(lambda: check_inputs(cfg, Path(data_dir), run_dir, resume, init_from, world))
+    cfg, resume, tokenizer, train_data, val_data, order, device, amp_dtype = checked
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    torch.manual_seed(cfg.train.seed)  # the one seeding point: init weights (the same on every rank)
     model = MaskedLM(cfg.model).to(device)
-    if init_from is not None and not resume:
-        load_model_weights(model, latest_checkpoint(init_from))
+    if checkpoint is not None or init_from is not None:  # weights go in before DDP/FSDP copy or shard them
+        load_model_weights(model, checkpoint or latest_checkpoint(init_from))
+    if world.rank and checkpoint is None:
+        torch.manual_seed(dropout_seed(cfg.train.seed, world.rank))  # each rank its own dropout masks
+    parallel = distributed.wrap_model(model, cfg.train.strategy, world, device, list(model.encoder.layers))
     optimizer = build_optimizer(model, cfg.train, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    state = TrainerState()
-    if resume:
-        checkpoint = latest_checkpoint(run_dir)
-        state = TrainerState(**load_checkpoint(checkpoint, model, optimizer, scaler))
-        log.info("resumed from %s (step %d, %d tokens)", checkpoint, state.step, state.tokens)
-    write_run_files(cfg, run_dir, data_dir, tokenizer, init_from)
-    metrics = MetricsWriter(run_dir)
-    if resume:
-        metrics.truncate_after(state.step)
+    state = TrainerState(world_size=world.size)
+    if checkpoint is not None:
+        state = restore(checkpoint, parallel, optimizer, scaler, world, device, cfg.train.seed)
+    if world.is_main:
+        write_run_files(cfg, run_dir, data_dir, tokenizer, init_from)
+    metrics = MetricsWriter(run_dir, enabled=world.is_main)
+    metrics.truncate_after(state.step if resume else -1)  # records past the checkpoint are written again
     tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum_steps * cfg.data.seq_len
     return Trainer(
         cfg=cfg,
         run_dir=run_dir,
         model=model,
-        train_model=torch.compile(model) if cfg.train.compile else model,
+        parallel=parallel,
+        train_model=torch.compile(parallel) if cfg.train.compile else parallel,
         optimizer=optimizer,
         scaler=scaler,
         train_data=train_data,
         val_data=val_data,
-        order=BatchOrder(len(train_data), cfg.train.batch_size, cfg.train.seed),
+        order=order,
         vocab=masking_vocab(tokenizer),
         device=device,
         amp_dtype=amp_dtype,
         metrics=metrics,
         state=state,
         total_steps=planned_steps(cfg.train, tokens_per_step),
+        world=world,
     )
+
+
+class Checked(NamedTuple):
+    """What `check_inputs` found usable."""
+
+    cfg: RunConfig  # fitted to the tokenizer and shards
+    resume: bool
+    tokenizer: TextTokenizer
+    train_data: PackedShards
+    val_data: PackedShards | None
+    order: BatchOrder
+    device: torch.device
+    amp_dtype: torch.dtype | None
+
+
+def check_inputs(
+    cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool, init_from: Path | None, world: World
+) -> Checked:
+    """Every user error a run can meet before it trains: run folder, data, batch split, device."""
+    resume = should_resume(run_dir, resume, world)
+    tokenizer, train_data, val_data = open_data(data_dir)
+    cfg = resolve_config(cfg, tokenizer, train_data.seq_len, None if resume else init_from)
+    order = batch_order(cfg.train, len(train_data), world)
+    device, amp_dtype = devices(cfg.train, world)
+    return Checked(cfg, resume, tokenizer, train_data, val_data, order, device, amp_dtype)
+
+
+def preflight(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool, init_from: Path | None, ranks: int) -> None:
+    """The checks of `setup`, for a launcher before it starts `ranks` processes (`pretrain --nproc`)."""
+    check_inputs(cfg, Path(data_dir), Path(run_dir), resume, init_from, World(size=ranks, launched=True))
+
+
+def devices(cfg: TrainConfig, world: World) -> tuple[torch.device, torch.dtype | None]:
+    """The device this rank trains on and its autocast dtype (None: fp32)."""
+    device = distributed.training_device(resolve_device(cfg.device), world)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    if amp_dtype == torch.float16 and world.launched and cfg.strategy == "fsdp":
+        raise ConfigError("train.precision fp16 is not supported with train.strategy fsdp; use bf16")
+    return device, amp_dtype
+
+
+def should_resume(run_dir: Path, resume: bool, world: World) -> bool:
+    """Resume when asked, and automatically when torchrun restarted the group after a failure."""
+    has_checkpoints = bool(checkpoint_dirs(run_dir))
+    if distributed.restart_count() and has_checkpoints:
+        if world.is_main:
+            log.warning("torchrun restart %d: resuming from the latest checkpoint", distributed.restart_count())
+        return True
+    if has_checkpoints and not resume:
+        raise DataError(f"{run_dir} already holds checkpoints; pass --resume to continue it or pick another --out")
+    if resume and not has_checkpoints:
+        raise DataError(f"{run_dir}: no checkpoint to resume from")
+    return resume
+
+
+def batch_order(cfg: TrainConfig, num_sequences: int, world: World) -> BatchOrder:
+    """This rank's share of every global micro-batch: batch_size / world size sequences."""
+    if cfg.batch_size % world.size:
+        b, n = cfg.batch_size, world.size
+        raise ConfigError(
+            f"train.batch_size {b} (the global micro-batch) is not divisible by the {n} ranks; "
+            f"use a multiple of {n}, e.g. {max(n, b - b % n)} or {b - b % n + n}"
+        )
+    return BatchOrder(num_sequences, cfg.batch_size // world.size, cfg.seed, world.rank, world.size)
+
+
+def dropout_seed(seed: int, rank: int) -> int:
+    return seed + 1_000_003 * rank
+
+
+def restore(
+    checkpoint: Path,
+    parallel: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    world: World,
+    device: torch.device,
+    seed: int,
+) -> TrainerState:
+    """Optimizer, scaler, this rank's RNG and the counters (the weights are already loaded)."""
+    sharded = distributed.is_sharded(parallel)  # FSDP: the full state stays on the CPU, each rank keeps its shard
+    optim = read_optimizer(checkpoint, torch.device("cpu") if sharded else device)
+    distributed.load_optimizer_state(parallel, optimizer, optim["optimizer"])
+    if scaler is not None and optim["scaler"]:
+        scaler.load_state_dict(optim["scaler"])
+    state = TrainerState(**read_json(checkpoint / "trainer.json"))
+    rng = read_rng(checkpoint, world.rank)
+    if rng is not None:
+        set_rng_state(rng, device)
+    else:  # the run continues on more ranks than wrote the checkpoint
+        torch.manual_seed(dropout_seed(seed, world.rank) + state.step)
+    if state.world_size != world.size and world.is_main:
+        log.warning(
+            "%s was written by %d ranks, this run has %d: weights, optimizer and data position carry over "
+            "(the global batch is the same); dropout draws differ from an unbroken run",
+            checkpoint, state.world_size, world.size,
+        )
+    if world.is_main:
+        log.info("resumed from %s (step %d, %d tokens)", checkpoint, state.step, state.tokens)
+    return replace(state, world_size=world.size)
 
 
 def write_run_files(
@@ -177,36 +305,61 @@ def write_run_files(
     write_json(run_dir / "run.json", info)
 
 
-def next_batch(t: Trainer) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, int]:
-    """Read, mask and move the next micro-batch; returns inputs, attention mask, labels, tokens."""
-    ids = t.train_data[t.order.indices(t.state.batches)]  # (B, T) numpy
-    generator = step_generator(t.cfg.train.seed, t.state.batches)
-    inputs, labels = mask_tokens(torch.from_numpy(ids), t.vocab, t.cfg.masking, generator)
+@dataclass
+class MicroBatch:
+    """This rank's part of one global micro-batch, masked and on the device."""
+
+    inputs: torch.Tensor  # (B, T) ids with the chosen positions masked
+    attention_mask: torch.Tensor | None  # (B, T), None when nothing is padded
+    labels: torch.Tensor  # (B, T) original ids at chosen positions, -100 elsewhere
+    masked: int  # positions with a label
+    tokens: int  # non-padding tokens
+
+
+def next_batch(t: Trainer) -> MicroBatch:
+    """Read, mask and move this rank's sequences of the next global micro-batch (and no others)."""
+    indices = t.order.indices(t.state.batches)
+    ids = t.train_data[indices]  # (B, T) numpy, B = batch_size / world size
+    seeds = sequence_seeds(t.cfg.train.seed, t.order.epoch_of(t.state.batches), indices)
+    inputs, labels = mask_tokens(torch.from_numpy(ids), t.vocab, t.cfg.masking, seeds)
     mask = attention_mask_for(ids, t.train_data.pad_id)
     t.state.batches += 1
-    tokens = int((ids != t.train_data.pad_id).sum())
     to = lambda x: None if x is None else x.to(t.device, non_blocking=True)  # noqa: E731
-    return to(inputs), to(mask), to(labels), tokens
+    masked, tokens = int((labels != IGNORE_INDEX).sum()), int((ids != t.train_data.pad_id).sum())
+    return MicroBatch(to(inputs), to(mask), to(labels), masked, tokens)
 
 
 def train_step(t: Trainer) -> dict:
-    """One optimizer step over `grad_accum_steps` micro-batches."""
+    """One optimizer step over `grad_accum_steps` micro-batches on every rank.
+
+    The loss is sum(cross-entropy) / (masked tokens of the whole step, all ranks and micro-batches).
+    The step's micro-batches are read first, so that count is known (one all-reduce of two
+    integers on the CPU) before the first forward. Each micro-batch's mean loss is weighted by
+    its share of the masked tokens and multiplied by the world size, because DDP and FSDP
+    average gradients over ranks: the result is the gradient of the global mean, whatever the
+    split into ranks and micro-batches. Gradients are reduced over ranks only after the last
+    micro-batch (`no_sync` before it).
+    """
     cfg = t.cfg.train
     time_fraction = t.state.elapsed_s / cfg.max_time_s if cfg.max_time_s else 0.0
     lr = cfg.lr * lr_factor(t.state.step, cfg, t.total_steps, time_fraction)
     for group in t.optimizer.param_groups:
         group["lr"] = lr
-    loss_sum = torch.zeros((), device=t.device)
-    for _ in range(cfg.grad_accum_steps):
-        inputs, mask, labels, tokens = next_batch(t)
-        with autocast(t.device, t.amp_dtype):
-            loss = t.train_model(inputs, mask, labels).loss / cfg.grad_accum_steps
-        (t.scaler.scale(loss) if t.scaler else loss).backward()
-        loss_sum += loss.detach()
-        t.state.tokens += tokens
+    batches = [next_batch(t) for _ in range(cfg.grad_accum_steps)]
+    counts = torch.tensor([sum(b.masked for b in batches), sum(b.tokens for b in batches)])
+    masked, tokens = t.world.all_reduce_sum(counts).tolist()
+    loss_sum = torch.zeros((), device=t.device)  # this rank's part of the step's mean loss
+    for i, b in enumerate(batches):
+        with distributed.gradient_sync(t.parallel, enabled=i == len(batches) - 1):
+            with autocast(t.device, t.amp_dtype):
+                share = t.train_model(b.inputs, b.attention_mask, b.labels).loss * (b.masked / masked)
+            scaled = share * t.world.size
+            (t.scaler.scale(scaled) if t.scaler else scaled).backward()
+        loss_sum += share.detach()
+    t.state.tokens += tokens
     if t.scaler:
         t.scaler.unscale_(t.optimizer)
-    grad_norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), cfg.clip_grad_norm or float("inf"))
+    grad_norm = distributed.clip_grad_norm(t.model.parameters(), cfg.clip_grad_norm or float("inf"))
     if t.scaler:
         t.scaler.step(t.optimizer)
         t.scaler.update()
@@ -218,22 +371,34 @@ def train_step(t: Trainer) -> dict:
 
 
 def run_evaluation(t: Trainer) -> dict | None:
+    """Validation metrics: each rank evaluates its own batches, the sums are added over ranks."""
     if t.val_data is None:
         return None
     cfg = t.cfg.train
-    result = evaluate_split(
-        t.model, t.val_data, t.vocab, cfg.batch_size, cfg.eval_batches, cfg.eval_seed, t.device, t.amp_dtype
+    count = eval_sequences(len(t.val_data), cfg.batch_size, cfg.eval_batches)
+    sums = evaluate_sums(
+        t.model, t.val_data, t.vocab, cfg.batch_size // t.world.size, count, cfg.eval_seed, t.device, t.amp_dtype,
+        rank=t.world.rank, world_size=t.world.size, lockstep=distributed.is_sharded(t.model),
     )
+    result = metrics_from_sums(t.world.sum_values(sums))
     t.metrics.write("validation", t.state.step, {**result, "tokens": t.state.tokens})
-    log.info(
-        "step %d validation: loss %.4f  perplexity %.2f  masked accuracy %.4f",
+    info(
+        t, "step %d validation: loss %.4f  perplexity %.2f  masked accuracy %.4f",
         t.state.step, result["loss"], result["perplexity"], result["masked_accuracy"],
     )
     return result
 
 
 def save(t: Trainer) -> Path:
-    return save_checkpoint(t.run_dir, t.model, t.optimizer, asdict(t.state), t.scaler, t.cfg.train.keep_last)
+    """Checkpoint on rank 0; every rank calls this (FSDP gathers the shards, ranks send RNG states)."""
+    model_state, optim_state = distributed.full_state_dicts(t.model, t.optimizer)
+    rng_states = t.world.gather(rng_state(t.device))
+    final = t.run_dir / "checkpoints" / f"step-{t.state.step:08d}"
+    if t.world.is_main:
+        optim = {"optimizer": optim_state, "scaler": t.scaler.state_dict() if t.scaler else {}}
+        write_checkpoint(t.run_dir, model_state, optim, rng_states, asdict(t.state), t.cfg.train.keep_last)
+    t.world.barrier()
+    return final
 
 
 def finished(t: Trainer) -> bool:
@@ -245,31 +410,40 @@ def finished(t: Trainer) -> bool:
     )
 
 
+def info(t: Trainer, message: str, *args) -> None:
+    """Log on rank 0 only."""
+    if t.world.is_main:
+        log.info(message, *args)
+
+
 def describe(t: Trainer) -> None:
-    cfg = t.cfg
-    per_step = cfg.train.batch_size * cfg.train.grad_accum_steps
-    log.info(
-        "model: %s parameters, %d layers, hidden %d, %s-LN | data: %d train sequences of %d tokens "
-        "| batch %d sequences (%d x %d accumulation) | device %s, %s",
+    cfg, world = t.cfg, t.world
+    per_rank = cfg.train.batch_size // world.size
+    info(
+        t, "model: %s parameters, %d layers, hidden %d, %s-LN | data: %d train sequences of %d tokens | device %s, %s",
         f"{count_parameters(t.model):,}", cfg.model.num_layers, cfg.model.hidden_size, cfg.model.norm,
-        len(t.train_data), cfg.data.seq_len, per_step, cfg.train.batch_size, cfg.train.grad_accum_steps,
-        t.device, t.amp_dtype or "fp32",
+        len(t.train_data), cfg.data.seq_len, t.device, t.amp_dtype or "fp32",
+    )
+    info(
+        t, "global batch %d sequences = %d per rank x %d accumulation x %d rank%s%s",
+        per_rank * cfg.train.grad_accum_steps * world.size, per_rank, cfg.train.grad_accum_steps, world.size,
+        "s" if world.size > 1 else "", f" ({cfg.train.strategy})" if world.launched else "",
     )
 
 
 def progress_bar(t: Trainer, enabled: bool):
-    """A tqdm bar on a terminal; off in logs and pipes (then each log record is a log line)."""
+    """A tqdm bar on a terminal (rank 0); off in logs and pipes (then each log record is a log line)."""
     from tqdm import tqdm
 
-    on = enabled and sys.stderr.isatty()
+    on = enabled and t.world.is_main and sys.stderr.isatty()
     return tqdm(total=t.total_steps or None, initial=t.state.step, unit="step", disable=not on, dynamic_ncols=True)
 
 
 def log_train_record(t: Trainer, bar, record: dict) -> None:
     t.metrics.write("train", t.state.step, record)
     if bar.disable:
-        log.info(
-            "step %d  loss %.4f  lr %.2e  %s tokens/s  %.0f s",
+        info(
+            t, "step %d  loss %.4f  lr %.2e  %s tokens/s  %.0f s",
             t.state.step, record["loss"], record["lr"], f"{record['tokens_per_s']:,.0f}", record["elapsed_s"],
         )
     else:
@@ -290,9 +464,11 @@ class LogWindow:
         self.steps += 1
 
     def record(self, t: Trainer, out: dict) -> dict:
+        """The window's mean loss over all ranks (a collective: every rank calls this)."""
         seconds = max(time.perf_counter() - self.started, 1e-9)
+        loss_sum = t.world.all_reduce_sum(torch.as_tensor(self.loss_sum, device=t.device).clone())
         return {
-            "loss": float(self.loss_sum) / self.steps,
+            "loss": float(loss_sum) / self.steps,
             "lr": out["lr"],
             "grad_norm": float(out["grad_norm"]),
             "tokens": t.state.tokens,
@@ -313,8 +489,17 @@ def pretrain(
     init_from: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train until max_steps / max_tokens / max_time_s; returns the last validation metrics."""
-    t = setup(cfg, Path(data_dir), Path(run_dir), resume, Path(init_from) if init_from else None)
+    """Train until max_steps / max_tokens / max_time_s; returns the last validation metrics.
+
+    Under torchrun every rank calls this with the same arguments (it joins the process group).
+    """
+    with distributed.process_group() as world:
+        t = setup(cfg, Path(data_dir), Path(run_dir), resume, Path(init_from) if init_from else None, world)
+        return train(t, progress)
+
+
+def train(t: Trainer, progress: bool = True) -> dict:
+    """The loop: steps, logs, evaluations and checkpoints until a budget is spent."""
     describe(t)
     last_eval = run_evaluation(t) if t.state.step == 0 else None
     bar = progress_bar(t, progress)
@@ -324,6 +509,8 @@ def pretrain(
         while not finished(t):
             out = train_step(t)
             t.state.elapsed_s += time.perf_counter() - clock
+            if t.cfg.train.max_time_s:  # the time budget and the LR schedule must agree on every rank
+                t.state.elapsed_s = t.world.max(t.state.elapsed_s)
             window.add(out["loss"])
             bar.update(1)
             if t.state.step % t.cfg.train.log_every_steps == 0 or finished(t):
@@ -336,12 +523,13 @@ def pretrain(
             clock = time.perf_counter()  # evaluation and saving do not count against a time budget
     except KeyboardInterrupt:
         bar.close()
-        log.warning("interrupted at step %d; saved %s; continue with --resume", t.state.step, save(t))
+        if not t.world.launched:  # under torchrun the ranks cannot agree on a last save
+            log.warning("interrupted at step %d; saved %s; continue with --resume", t.state.step, save(t))
         t.metrics.close()
         raise
     bar.close()
     last_eval = run_evaluation(t) or last_eval
     path = save(t)
     t.metrics.close()
-    log.info("done: step %d, %s tokens, %.1f s; checkpoint %s", t.state.step, f"{t.state.tokens:,}", t.state.elapsed_s, path)
+    info(t, "done: step %d, %s tokens, %.1f s; checkpoint %s", t.state.step, f"{t.state.tokens:,}", t.state.elapsed_s, path)
     return {"step": t.state.step, "tokens": t.state.tokens, "elapsed_s": t.state.elapsed_s, "validation": last_eval}
