@@ -301,30 +301,6 @@ def test_predict_cli_ner_gives_tags_and_entity_spans(ner):
 # ---------------------------------------------------------------- Hugging Face interop
 
 
-HF_HEADS = {  # our head -> Hugging Face names, the mapping finetune.py's docstring promises
-    ("roberta", "classify"): {"head.dense": "classifier.dense", "head.out_proj": "classifier.out_proj"},
-    ("bert", "classify"): {"head.dense": "bert.pooler.dense", "head.out_proj": "classifier"},
-    ("roberta", "ner"): {"head.out_proj": "classifier"},
-}
-
-
-def hf_classifier_state(ft, arch: str, head: dict) -> dict:
-    """Our fine-tuned state dict in HF names: the encoder through export's MLM key table, then the head."""
-    from bertforge.export import key_table, to_hf_state_dict
-
-    state, cfg = ft.model.state_dict(), ft.config.model
-    placeholder_mlm_head = {  # to_hf_state_dict maps a whole MaskedLM; its head is dropped below
-        k: torch.zeros(cfg.vocab_size if k == "head.bias" else cfg.hidden_size)
-        for k in key_table(cfg, arch) if k.startswith("head.")
-    }
-    placeholder_mlm_head["head.dense.weight"] = torch.zeros(cfg.hidden_size, cfg.hidden_size)
-    encoder = {k: v for k, v in state.items() if k.startswith("encoder.")}
-    hf = to_hf_state_dict({**encoder, **placeholder_mlm_head}, cfg, arch)
-    hf = {k: v for k, v in hf.items() if not k.startswith(("lm_head.", "cls."))}
-    hf.update({f"{theirs}.{w}": state[f"{ours}.{w}"] for ours, theirs in head.items() for w in ("weight", "bias")})
-    return hf
-
-
 def padded_batch(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     ids = [tokenizer.encode(text) for text in texts]
     batch = torch.full((len(ids), max(map(len, ids))), tokenizer.pad_id)
@@ -333,23 +309,24 @@ def padded_batch(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tenso
     return batch, (batch != tokenizer.pad_id).long()
 
 
-def test_heads_compute_what_transformers_classification_models_compute(sst2, ner):
-    """One key mapping makes our weights a Bert/Roberta ForSequenceClassification / ForTokenClassification."""
+@pytest.mark.parametrize("arch", ["roberta", "bert"])
+@pytest.mark.parametrize("task", ["classify", "ner"])
+def test_exported_fine_tuned_model_loads_in_transformers_with_equal_logits(sst2, ner, task, arch, tmp_path):
+    """`bertforge export FT` writes ...ForSequenceClassification / ...ForTokenClassification with id2label."""
     transformers = pytest.importorskip("transformers")
-    from bertforge.export import hf_config
+    from bertforge.export import export_run
 
-    classes = {"classify": "ForSequenceClassification", "ner": "ForTokenClassification"}
-    for (arch, task), head in HF_HEADS.items():
-        ft = load_finetuned((sst2 if task == "classify" else ner)[0], device="cpu")
-        config = {k: v for k, v in hf_config(ft.config.model, ft.tokenizer, arch).items() if k != "architectures"}
-        config = getattr(transformers, f"{arch.capitalize()}Config")(**config, num_labels=len(ft.labels))
-        hf_model = getattr(transformers, f"{arch.capitalize()}{classes[task]}")(config).eval()
-        hf_model.load_state_dict(hf_classifier_state(ft, arch, head), strict=True)
-        batch, mask = padded_batch(ft.tokenizer, ["EU rejects German call", "a film"])
-        with torch.no_grad():
-            ours, theirs = ft.model(batch, mask), hf_model(input_ids=batch, attention_mask=mask).logits
-        real = mask.bool() if task == "ner" else slice(None)  # padded positions are not compared
-        torch.testing.assert_close(ours[real], theirs[real], atol=1e-5, rtol=1e-4)
+    folder = (sst2 if task == "classify" else ner)[0]
+    ft = load_finetuned(folder, device="cpu")
+    out = export_run(folder, tmp_path / "hf", arch=arch)
+    auto = transformers.AutoModelForSequenceClassification if task == "classify" else transformers.AutoModelForTokenClassification
+    hf_model = auto.from_pretrained(out).eval()
+    assert hf_model.config.id2label == {i: str(label) for i, label in enumerate(ft.labels)}
+    batch, mask = padded_batch(ft.tokenizer, ["EU rejects German call", "a film"])
+    with torch.no_grad():
+        ours, theirs = ft.model(batch, mask), hf_model(input_ids=batch, attention_mask=mask).logits
+    real = mask.bool() if task == "ner" else slice(None)  # padded positions are not compared
+    torch.testing.assert_close(ours[real], theirs[real], atol=1e-5, rtol=1e-4)
 
 
 def test_a_hugging_face_folder_can_be_fine_tuned(run, tmp_path):

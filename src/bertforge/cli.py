@@ -526,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  bertforge export run --out hf-model\n"
         "  python -c \"from transformers import pipeline; print(pipeline('fill-mask', model='hf-model')('A <mask>.'))\"",
     )
-    p.add_argument("run", help="run folder (its latest checkpoint is exported)")
+    p.add_argument("run", help="run folder (its latest checkpoint) or a fine-tuned folder from `bertforge finetune`")
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument("--arch", choices=("bert", "roberta"), help="default: roberta for byte-level BPE, bert for WordPiece")
     add_common(p)

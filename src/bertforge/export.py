@@ -138,8 +138,9 @@ def hf_position_offset(cfg: ModelConfig, arch: str) -> int:
     return cfg.pad_id + 1 if arch == "roberta" else 0
 
 
-def key_table(cfg: ModelConfig, arch: str) -> dict[str, str | tuple[str, ...]]:
-    """Every parameter of our MaskedLM -> its HF name(s); `from_hf_state_dict` reads it backwards."""
+def key_table(cfg: ModelConfig, arch: str, mlm_head: bool = True) -> dict[str, str | tuple[str, ...]]:
+    """Every parameter of our MaskedLM (or only its encoder) -> its HF name(s); `from_hf_state_dict`
+    reads it backwards."""
     a = _arch(arch)
     table: dict[str, str | tuple[str, ...]] = {
         ours: a.prefix + theirs for ours, theirs in EMBEDDING_KEYS.items() if ours != TOKEN_TYPES or cfg.type_vocab_size
@@ -149,7 +150,7 @@ def key_table(cfg: ModelConfig, arch: str) -> dict[str, str | tuple[str, ...]]:
             name = lambda pattern: a.prefix + pattern.format(i=i, w=w)  # noqa: E731
             for ours, theirs in LAYER_KEYS.items():
                 table[ours.format(i=i, w=w)] = tuple(map(name, theirs)) if isinstance(theirs, tuple) else name(theirs)
-    return {**table, **a.head}
+    return {**table, **a.head} if mlm_head else table
 
 
 def check_exportable(cfg: ModelConfig, arch: str) -> None:
@@ -174,11 +175,14 @@ def _shift_rows(table: torch.Tensor, shift: int) -> torch.Tensor:
     return table[-shift:] if shift < 0 else table
 
 
-def to_hf_state_dict(state: dict[str, torch.Tensor], cfg: ModelConfig, arch: str) -> dict[str, torch.Tensor]:
-    """Our MaskedLM state dict -> HF `{Arch}ForMaskedLM` tensors (the tied decoder left out, as HF saves it)."""
+def to_hf_state_dict(
+    state: dict[str, torch.Tensor], cfg: ModelConfig, arch: str, mlm_head: bool = True
+) -> dict[str, torch.Tensor]:
+    """Our MaskedLM state dict -> HF `{Arch}ForMaskedLM` tensors (the tied decoder left out, as HF
+    saves it); with `mlm_head=False` only the encoder's, for a fine-tuned model's own head."""
     check_exportable(cfg, arch)
     out: dict[str, torch.Tensor] = {}
-    for ours, theirs in key_table(cfg, arch).items():
+    for ours, theirs in key_table(cfg, arch, mlm_head).items():
         if isinstance(theirs, tuple):
             out.update(zip(theirs, state[ours].chunk(len(theirs), dim=0)))
         else:
@@ -388,15 +392,52 @@ def _tokenizer_class(tokenizer: TextTokenizer) -> dict:
     return {"tokenizer_class": "PreTrainedTokenizerFast"}
 
 
+# ---------------------------------------------------------------- export a fine-tuned model
+
+# Our fine-tuning heads (finetune.py) -> HF's: RoBERTa's classification head is dense + tanh +
+# out_proj; BERT computes the same as pooler (dense + tanh) + classifier.
+TASK_HEADS = {
+    ("roberta", "classify"): ("RobertaForSequenceClassification", {"head.dense": "classifier.dense", "head.out_proj": "classifier.out_proj"}),
+    ("bert", "classify"): ("BertForSequenceClassification", {"head.dense": "bert.pooler.dense", "head.out_proj": "classifier"}),
+    ("roberta", "ner"): ("RobertaForTokenClassification", {"head.out_proj": "classifier"}),
+    ("bert", "ner"): ("BertForTokenClassification", {"head.out_proj": "classifier"}),
+}
+
+
+def finetuned_to_hf(ft, arch: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """A fine-tuned model (finetune.load_finetuned) -> HF tensors and config.json with id2label."""
+    task, cfg = ft.config.finetune.task, ft.config.model
+    if ft.config.finetune.pooling != "cls":
+        raise DataError(f"this classifier uses {ft.config.finetune.pooling} pooling, which transformers' "
+                        "...ForSequenceClassification cannot express; only cls pooling can be exported")
+    hf_class, head = TASK_HEADS[(arch, task)]
+    state = ft.model.state_dict()
+    tensors = to_hf_state_dict(state, cfg, arch, mlm_head=False)
+    for ours, theirs in head.items():
+        for w in ("weight", "bias"):
+            tensors[f"{theirs}.{w}"] = state[f"{ours}.{w}"].contiguous()
+    config = {**hf_config(cfg, ft.tokenizer, arch), "architectures": [hf_class]}
+    config["id2label"] = {str(i): str(label) for i, label in enumerate(ft.labels)}
+    config["label2id"] = {str(label): i for i, label in enumerate(ft.labels)}
+    if task == "classify":
+        config["problem_type"] = "single_label_classification"
+    return tensors, config
+
+
 # ---------------------------------------------------------------- export a run
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, arch: str | None = None) -> Path:
-    """Write a run's latest checkpoint as a Hugging Face model folder, replaced whole, never half-written."""
-    from .infer import load_run
+    """Write a run's latest checkpoint (or a fine-tuned model) as a Hugging Face model folder,
+    replaced whole, never half-written."""
+    from .finetune import LABELS_FILE
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     files.refuse_foreign_dir(out_dir, "config.json", "a Hugging Face model folder")
+    if (run_dir / LABELS_FILE).is_file():
+        return export_finetuned(run_dir, out_dir, arch)
+    from .infer import load_run
+
     run = load_run(run_dir, device="cpu")
     cfg, tokenizer = run.config.model, run.tokenizer
     arch = arch or default_arch(tokenizer)
@@ -415,6 +456,28 @@ def export_run(run_dir: str | Path, out_dir: str | Path, arch: str | None = None
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("exported %s (%s) as %s -> %s", run_dir, run.checkpoint.name, ARCHS[arch].mlm_class, out_dir)
+    return out_dir
+
+
+def export_finetuned(ft_dir: Path, out_dir: Path, arch: str | None) -> Path:
+    """A fine-tuning folder as `...ForSequenceClassification` / `...ForTokenClassification`."""
+    from .finetune import load_finetuned
+
+    ft = load_finetuned(ft_dir, device="cpu")
+    arch = arch or default_arch(ft.tokenizer)
+    tensors, config = finetuned_to_hf(ft, arch)
+    tmp = files.make_tmp_dir(out_dir)
+    try:
+        files.save_tensors(tmp / "model.safetensors", tensors, metadata={"format": "pt"})
+        files.write_json(tmp / "config.json", config)
+        files.atomic_write_text(tmp / "tokenizer.json", ft.tokenizer.tokenizer.to_str(pretty=True))
+        for name, content in tokenizer_files(ft.tokenizer, ft.config.model, arch).items():
+            files.write_json(tmp / name, content)
+        files.replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %s as %s -> %s", ft_dir, config["architectures"][0], out_dir)
     return out_dir
 
 
