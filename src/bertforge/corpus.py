@@ -219,8 +219,8 @@ def _checked_files(location: str, cfg: CorpusConfig) -> tuple[list[Path], bool]:
 
 def _check_file(path: Path, cfg: CorpusConfig) -> bool:
     """Fail now on a binary file, a non-UTF-8 start or a wrong field; True if it holds a document."""
-    if _extension(path) != ".parquet":
-        with _reading(path), _open_binary(path) as f:
+    if extension(path) != ".parquet":
+        with reading(path), _open_binary(path) as f:
             head = f.read(HEAD_BYTES)
         nul = head.find(b"\0")
         if nul >= 0:
@@ -242,7 +242,7 @@ def _first(docs: Iterator[str]) -> str | None:
 # ---------------------------------------------------------------- opening and decoding files
 
 
-def _extension(path: Path) -> str:
+def extension(path: Path) -> str:
     """The format-giving extension: '.jsonl' for both 'a.jsonl' and 'a.jsonl.gz'."""
     name = path.name.lower()
     for compression in (".gz", ".zst"):
@@ -273,13 +273,13 @@ def _open_binary(path: Path) -> IO[bytes]:
     return open(path, "rb")
 
 
-def _open_text(path: Path) -> IO[str]:
+def open_text(path: Path) -> IO[str]:
     """UTF-8 text without a byte-order mark, CRLF and CR turned into LF."""
     return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", newline=None)
 
 
 @contextmanager
-def _reading(path: Path) -> Iterator[None]:
+def reading(path: Path) -> Iterator[None]:
     """Turn low-level read and decode failures of `path` into one-line DataErrors."""
     try:
         yield
@@ -337,15 +337,15 @@ def _files_documents(files: list[Path], cfg: CorpusConfig) -> Iterator[str]:
 
 def _file_documents(path: Path, cfg: CorpusConfig) -> Iterator[str]:
     """Documents of one file, read by its extension."""
-    extension = _extension(path)
-    if extension == ".parquet":
+    ext = extension(path)
+    if ext == ".parquet":
         yield from _parquet_documents(path, cfg.text_field)
         return
-    with _reading(path), _open_text(path) as f:
-        if extension in JSON_EXTENSIONS:
+    with reading(path), open_text(path) as f:
+        if ext in JSON_EXTENSIONS:
             yield from _json_documents(f, path, cfg.text_field)
-        elif extension in TABLE_DELIMITERS:
-            yield from _table_documents(f, path, cfg.text_field, TABLE_DELIMITERS[extension])
+        elif ext in TABLE_DELIMITERS:
+            yield from _table_documents(f, path, cfg.text_field, TABLE_DELIMITERS[ext])
         elif cfg.doc_per == "line":
             yield from _lines_to_documents(f)
         else:
@@ -408,7 +408,7 @@ def _column_index(rows: Iterator[list[str]], path: Path, field: str) -> int:
 
 
 def _json_documents(f: IO[str], path: Path, field: str) -> Iterator[str]:
-    for line, record in _json_records(f, path):
+    for line, record in json_records(f, path):
         text = _record_text(record, field, f"{path}: line {line}")
         if text:
             yield text
@@ -436,7 +436,7 @@ def _json_type(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _json_records(f: IO[str], path: Path) -> Iterator[tuple[int, object]]:
+def json_records(f: IO[str], path: Path) -> Iterator[tuple[int, object]]:
     """(line, value): the elements of a top-level JSON array, else one value per line (JSON lines)."""
     head = f.read(CHUNK_CHARS)  # not a line: a minified array may be one huge line
     if head.lstrip().startswith("["):

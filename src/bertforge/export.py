@@ -394,7 +394,7 @@ def _tokenizer_class(tokenizer: TextTokenizer) -> dict:
 
 # ---------------------------------------------------------------- export a fine-tuned model
 
-# Our fine-tuning heads (finetune.py) -> HF's: RoBERTa's classification head is dense + tanh +
+# Our fine-tuning heads (finetune/model.py) -> HF's: RoBERTa's classification head is dense + tanh +
 # out_proj; BERT computes the same as pooler (dense + tanh) + classifier.
 TASK_HEADS = {
     ("roberta", "classify"): ("RobertaForSequenceClassification", {"head.dense": "classifier.dense", "head.out_proj": "classifier.out_proj"}),

@@ -1,4 +1,4 @@
-"""`bertforge finetune classify|ner` and `bertforge predict`: thin wrappers over finetune.py.
+"""`bertforge finetune classify|ner` and `bertforge predict`: thin wrappers over the finetune package.
 
 `cli.build_parser` calls `add_finetune_commands(sub, Parser)`; this module never imports `cli`,
 so the parser class comes in as an argument.

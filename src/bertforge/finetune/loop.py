@@ -1,0 +1,187 @@
+"""The whole fine-tuning run: reading the task, training, baselines, and writing the folder."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import files
+from ..config import build_config, save_config, to_dict
+from ..runtime import autocast_dtype, resolve_device
+from ..tokenizer import TextTokenizer
+from .config import CONFIG_FILE, CONFUSION_FILE, LABELS_FILE, METRICS_FILE, MODEL_FILE, REPORT_FILE, FinetuneRunConfig
+from .data import (
+    ClassifyData, Encoded, NerData, encode_classification, encode_ner, label_ids, label_list, read_classification,
+    read_conll, truncating,
+)
+from .metrics import _scalars
+from .model import Classifier, Source, freeze, load_encoder, load_source
+from .report import confusion_png, majority_baseline, report_text, tfidf_baseline
+from .training import Context, Fit, balanced_weights, evaluate, fit
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------- the whole run
+
+
+@dataclass
+class Task:
+    """A task's splits, read, labelled and encoded."""
+
+    labels: list
+    data: dict[str, ClassifyData | NerData]  # train, validation (and test)
+    gold: dict[str, list]  # class ids, or tag-id lists per sentence
+    encoded: dict[str, Encoded]
+    truncated: dict[str, int]
+
+
+def read_task(cfg: FinetuneRunConfig, tokenizer: TextTokenizer, paths: dict[str, str | Path]) -> Task:
+    """Read every split, build the label map from the training split, check the others, encode all."""
+    ft = cfg.finetune
+    tok = truncating(tokenizer, cfg.seq_len)
+    if ft.task == "classify":
+        data = {name: read_classification(path, ft) for name, path in paths.items()}
+        labels = label_list(data["train"].labels, paths["train"], ft.task)
+        gold = {name: label_ids(d.labels, labels, paths[name], paths["train"]) for name, d in data.items()}
+        encoded = {n: encode_classification(tok, d, gold[n], cfg.seq_len, str(paths[n])) for n, d in data.items()}
+    else:
+        data = {name: read_conll(path) for name, path in paths.items()}
+        labels = label_list([t for tags in data["train"].tags for t in tags], paths["train"], ft.task)
+        gold = {name: _tag_ids(d, labels, paths[name], paths["train"]) for name, d in data.items()}
+        encoded = {name: encode_ner(tok, d, gold[name], cfg.seq_len, str(paths[name])) for name, d in data.items()}
+    return Task(labels, data, gold, encoded, {name: e.truncated for name, e in encoded.items()})
+
+
+def _tag_ids(data: NerData, labels: list, path, training_path) -> list[list[int]]:
+    flat = label_ids([t for tags in data.tags for t in tags], labels, path, training_path)
+    out, position = [], 0
+    for tags in data.tags:
+        out.append(flat[position : position + len(tags)])
+        position += len(tags)
+    return out
+
+
+def make_context(cfg: FinetuneRunConfig, source: Source, task: Task) -> Context:
+    """Device, precision and (optional) class weights, fixed once for the model and its baselines."""
+    device = resolve_device(cfg.finetune.device)
+    ctx = Context(cfg, task.labels, source.tokenizer.pad_id, device, autocast_dtype(cfg.finetune.precision, device))
+    if cfg.finetune.class_weights == "balanced":
+        ctx.class_weight = balanced_weights(task.encoded["train"], len(task.labels)).to(device)
+    return ctx
+
+
+def train_and_score(
+    ctx: Context, source: Source, task: Task, init: str, progress: bool
+) -> tuple[Classifier, Fit, dict]:
+    """One fine-tuning from `init` weights: fit, restore the best epoch, score every evaluated split."""
+    ft = ctx.cfg.finetune
+    torch.manual_seed(ft.seed)  # each model starts from the same seed, whether baselines run or not
+    model = Classifier(ctx.cfg.model, len(task.labels), ft.task, ft.pooling, ft.classifier_dropout)
+    if init == "pretrained":
+        load_encoder(model, source.state, source.origin)
+    freeze(model, ft.freeze_layers)
+    model.to(ctx.device)
+    result = fit(model, ctx, task.encoded["train"], task.encoded["validation"], task.gold["validation"], progress)
+    model.load_state_dict(result.best_state)
+    scores = {n: evaluate(model, ctx, task.encoded[n], task.gold[n]) for n in task.encoded if n != "train"}
+    return model, result, scores
+
+
+def run_baselines(ctx: Context, source: Source, task: Task, random_init: bool, progress: bool) -> dict:
+    """Majority class (always, classify), and with `random_init` the same fine-tuning from random weights
+    plus TF-IDF + logistic regression (classify)."""
+    evaluated = [name for name in task.encoded if name != "train"]
+    out: dict = {}
+    if ctx.task == "classify":
+        out["majority"] = majority_baseline(task.gold["train"], {n: task.gold[n] for n in evaluated}, task.labels)
+    if not random_init:
+        return out
+    log.info("baseline: the same fine-tuning from a randomly initialised encoder")
+    _, result, scores = train_and_score(ctx, source, task, "random", progress)
+    out["random_init"] = {"best_epoch": result.best["epoch"], **{n: _scalars(s) for n, s in scores.items()}}
+    if ctx.task == "classify":
+        log.info("baseline: TF-IDF + logistic regression")
+        splits = {n: (task.data[n], task.gold[n]) for n in evaluated}
+        out["tfidf_logreg"] = tfidf_baseline(task.data["train"], task.gold["train"], splits, ctx.cfg, task.labels)
+    return out
+
+
+def finetune(
+    model: str | Path,
+    train: str | Path,
+    validation: str | Path,
+    out: str | Path,
+    settings: dict | list[str] | None = None,
+    config_file: str | Path | None = None,
+    test: str | Path | None = None,
+    baselines: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Fine-tune `model` (run, fine-tuned or HF folder) and write the folder `out`; returns metrics.json.
+
+    `settings` are overrides like {"finetune": {"task": "ner", "lr": 1e-4}} or ["finetune.lr=1e-4"];
+    they apply over `config_file`, which applies over the defaults and the source model's config.
+    """
+    source = load_source(model)
+    base = {"model": to_dict(source.model)}
+    cfg = build_config(FinetuneRunConfig, config_file=config_file, overrides=settings, base=base)
+    out = Path(out)
+    files.refuse_foreign_dir(out, LABELS_FILE, "a fine-tuning folder")
+    paths = {"train": train, "validation": validation, **({"test": test} if test else {})}
+    task = read_task(cfg, source.tokenizer, paths)
+    ctx = make_context(cfg, source, task)
+    log.info("fine-tuning %s for %s: %d labels, %s", source.origin, cfg.finetune.task, len(task.labels),
+             ", ".join(f"{n} {len(e)}" for n, e in task.encoded.items()))
+    classifier, result, scores = train_and_score(ctx, source, task, cfg.finetune.init, progress)
+    metrics = {
+        "task": cfg.finetune.task, "model": source.origin, "init": cfg.finetune.init, "labels": task.labels,
+        "metric": cfg.finetune.best_metric, "examples": {n: len(e) for n, e in task.encoded.items()},
+        "truncated": task.truncated, "epochs": result.history, "best": result.best,
+        "scores": scores,
+        "baselines": run_baselines(ctx, source, task, baselines, progress),
+    }
+    write_folder(out, cfg, source, task, ctx, classifier, metrics)
+    return metrics
+
+
+def write_folder(
+    out: Path, cfg: FinetuneRunConfig, source: Source, task: Task, ctx: Context, model: Classifier, metrics: dict
+) -> None:
+    """Build the fine-tuning folder beside `out`, then move it into place whole."""
+    tmp = files.make_tmp_dir(out)
+    try:
+        save_config(tmp / CONFIG_FILE, cfg)
+        files.write_json(tmp / LABELS_FILE, {"task": cfg.finetune.task, "labels": task.labels})
+        source.tokenizer.save(tmp / "tokenizer")
+        files.save_tensors(tmp / MODEL_FILE, model.state_dict())
+        files.write_json(tmp / METRICS_FILE, metrics)
+        evaluated = {n: (task.encoded[n], task.gold[n]) for n in task.encoded if n != "train"}
+        files.atomic_write_text(tmp / REPORT_FILE, report_text(ctx, model, evaluated))
+        if cfg.finetune.task == "classify":
+            shown = "test" if "test" in metrics["scores"] else "validation"
+            png = confusion_png(metrics["scores"][shown]["confusion_matrix"], task.labels, f"{shown} split")
+            files.atomic_write_bytes(tmp / CONFUSION_FILE, png)
+        files.replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("fine-tuned model, metrics and report -> %s", out)
+
+
+def comparison_table(metrics: dict) -> str:
+    """The fine-tuned model beside its baselines, one row each, on validation (and test)."""
+    names = {"majority": "majority class", "tfidf_logreg": "TF-IDF + logistic regression",
+             "random_init": "same fine-tuning, random init", "model": f"fine-tuned ({metrics['init']} init)"}
+    keys = ("accuracy", "macro_f1") if metrics["task"] == "classify" else ("precision", "recall", "f1")
+    splits = list(metrics["scores"])
+    rows = [(names[k], v) for k, v in metrics["baselines"].items()] + [(names["model"], metrics["scores"])]
+    header = f"{'':<32}" + "".join(f"{s + ' ' + k:>22}" for s in splits for k in keys)
+    lines = [header]
+    for name, scores in rows:
+        cells = "".join(f"{scores[s][k]:>22.4f}" for s in splits for k in keys)
+        lines.append(f"{name:<32}{cells}")
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+"""Scores of a split: accuracy and macro F1 (classify), seqeval F1 (ner)."""
+
+from __future__ import annotations
+
+from .data import _require
+
+# ---------------------------------------------------------------- metrics and reports
+
+
+def classify_metrics(gold: list[int], pred: list[int], labels: list) -> dict:
+    """Accuracy, macro F1 (every class counts the same, whatever its size) and the confusion matrix."""
+    metrics = _require("sklearn.metrics", "scikit-learn")
+    ids = list(range(len(labels)))
+    return {
+        "accuracy": float(metrics.accuracy_score(gold, pred)),
+        "macro_f1": float(metrics.f1_score(gold, pred, labels=ids, average="macro", zero_division=0)),
+        "confusion_matrix": metrics.confusion_matrix(gold, pred, labels=ids).tolist(),
+    }
+
+
+def ner_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
+    """Entity-level precision / recall / F1 (seqeval, exact spans and types) and token accuracy."""
+    seqeval = _require("seqeval.metrics", "seqeval")
+    return {
+        "precision": float(seqeval.precision_score(gold, pred, zero_division=0)),
+        "recall": float(seqeval.recall_score(gold, pred, zero_division=0)),
+        "f1": float(seqeval.f1_score(gold, pred, zero_division=0)),
+        "accuracy": float(seqeval.accuracy_score(gold, pred)),
+    }
+
+
+def _scalars(scores: dict) -> dict:
+    return {k: v for k, v in scores.items() if isinstance(v, float)}
+
+
+def _brief(scores: dict) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in _scalars(scores).items())

@@ -1,0 +1,90 @@
+"""Reports of a fine-tuned model: report text, confusion matrix picture, and the baselines."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+
+import numpy as np
+
+from .config import FinetuneRunConfig
+from .data import ClassifyData, Encoded, _require
+from .metrics import _scalars, classify_metrics
+from .model import Classifier
+from .training import Context, predict_encoded
+
+def report_text(ctx: Context, model: Classifier, splits: dict[str, tuple[Encoded, list]]) -> str:
+    """The classification report of each evaluated split (scikit-learn or seqeval)."""
+    parts = []
+    for name, (data, gold) in splits.items():
+        probs, _ = predict_encoded(model, ctx, data)
+        if ctx.task == "classify":
+            metrics = _require("sklearn.metrics", "scikit-learn")
+            pred = [int(p.argmax()) for p in probs]
+            body = metrics.classification_report(
+                gold, pred, labels=list(range(len(ctx.labels))), target_names=[str(v) for v in ctx.labels],
+                digits=4, zero_division=0,
+            )
+        else:
+            seqeval = _require("seqeval.metrics", "seqeval")
+            names = lambda rows: [[ctx.labels[i] for i in row] for row in rows]  # noqa: E731
+            pred = [p.argmax(axis=-1) for p in probs]
+            body = seqeval.classification_report(names(gold), names(pred), digits=4, zero_division=0)
+        parts.append(f"== {name} ({len(data)} examples)\n\n{body}")
+    return "\n".join(parts)
+
+
+def confusion_png(matrix: list[list[int]], labels: list, title: str) -> bytes:
+    """A confusion matrix heat map as PNG bytes (matplotlib's Agg canvas, no global backend change)."""
+    _require("matplotlib", "matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    m = np.array(matrix)
+    size = 2.5 + 0.6 * len(labels)
+    fig = Figure(figsize=(size, size))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.imshow(m, cmap="Blues")
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticklabels([str(v) for v in labels], rotation=45, ha="right")
+    ax.set_yticklabels([str(v) for v in labels])
+    for (i, j), count in np.ndenumerate(m):
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > m.max() / 2 else "black")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def majority_baseline(train_ids: list[int], golds: dict[str, list[int]], labels: list) -> dict:
+    """Always the most frequent training label: the floor any classifier must clear."""
+    top = Counter(train_ids).most_common(1)[0][0]
+    scores = {name: _scalars(classify_metrics(gold, [top] * len(gold), labels)) for name, gold in golds.items()}
+    return {"label": labels[top], **scores}
+
+
+def tfidf_baseline(
+    train: ClassifyData,
+    train_ids: list[int],
+    splits: dict[str, tuple[ClassifyData, list[int]]],
+    cfg: FinetuneRunConfig,
+    labels: list,
+) -> dict:
+    """TF-IDF of word 1-2-grams + logistic regression on the same split: the classic strong baseline."""
+    _require("sklearn", "scikit-learn")
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    join = lambda d: d.texts if d.pairs is None else [f"{a} {b}" for a, b in zip(d.texts, d.pairs)]  # noqa: E731
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)
+    x = vectorizer.fit_transform(join(train))
+    weight = "balanced" if cfg.finetune.class_weights == "balanced" else None
+    model = LogisticRegression(max_iter=2000, class_weight=weight, random_state=cfg.finetune.seed).fit(x, train_ids)
+    return {
+        name: _scalars(classify_metrics(gold, model.predict(vectorizer.transform(join(data))).tolist(), labels))
+        for name, (data, gold) in splits.items()
+    }
