@@ -44,3 +44,18 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     assert len(errors) == 1, result.stderr
     for fragment in fragments:
         assert fragment.lower() in errors[0].lower(), (fragment, errors[0])
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """Shards of real text (TinyStories validation head), tiny byte-level BPE vocabulary (600), 32 tokens."""
+    from bertforge.config import CorpusConfig, build_config
+    from bertforge.corpus import iter_documents
+    from bertforge.shards import prepare
+    from bertforge.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("data")
+    source = str(shared("tinystories/tinystories_valid_head.txt"))
+    cfg = build_config(preset="tiny", overrides={"tokenizer": {"vocab_size": 600}, "data": {"seq_len": 32}})
+    tokenizer = train_tokenizer(iter_documents([source], CorpusConfig()), cfg.tokenizer, root / "tok")
+    return prepare([source], tokenizer, cfg.data, cfg.corpus, root / "data", progress=False)

@@ -18,14 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from bertforge.config import CorpusConfig, MaskingConfig, build_config
-from bertforge.corpus import iter_documents
+from bertforge.config import MaskingConfig, build_config
 from bertforge.evaluate import evaluate_sums, metrics_from_sums
 from bertforge.files import load_tensors
 from bertforge.masking import MaskingVocab, mask_tokens, sequence_seeds
 from bertforge.model import MaskedLM
-from bertforge.shards import PackedShards, prepare
-from bertforge.tokenizer import load_tokenizer, train_tokenizer
+from bertforge.shards import PackedShards
+from bertforge.tokenizer import load_tokenizer
 from bertforge.train.batches import BatchOrder
 from bertforge.train.checkpoint import checkpoint_dirs
 from bertforge.train.loop import masking_vocab
@@ -40,16 +39,6 @@ TINY = [
     "--set", "train.eval_batches=0", "--set", "train.keep_last=20",
 ]
 NO_DROPOUT = ["--set", "model.hidden_dropout=0", "--set", "model.attention_dropout=0"]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """Shards of real text (TinyStories validation head), tiny byte-level BPE vocabulary."""
-    root = tmp_path_factory.mktemp("data")
-    source = str(shared("tinystories/tinystories_valid_head.txt"))
-    cfg = build_config(preset="tiny", overrides={"tokenizer": {"vocab_size": 600}, "data": {"seq_len": 32}})
-    tokenizer = train_tokenizer(iter_documents([source], CorpusConfig()), cfg.tokenizer, root / "tok")
-    return prepare([source], tokenizer, cfg.data, cfg.corpus, root / "data", progress=False)
 
 
 def env() -> dict:

@@ -6,26 +6,12 @@ import shutil
 import pytest
 import torch
 
-from bertforge.config import CorpusConfig, build_config
-from bertforge.corpus import iter_documents
+from bertforge.config import build_config
 from bertforge.errors import DataError
 from bertforge.files import load_tensors
-from bertforge.shards import prepare
-from bertforge.tokenizer import train_tokenizer
 from bertforge.train.checkpoint import checkpoint_dirs
 from bertforge.train.loop import pretrain
 from bertforge.train.metrics import read_metrics
-from conftest import shared
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """Shards of real text (TinyStories validation head), tiny byte-level BPE vocabulary."""
-    root = tmp_path_factory.mktemp("data")
-    source = str(shared("tinystories/tinystories_valid_head.txt"))
-    cfg = build_config(preset="tiny", overrides={"tokenizer": {"vocab_size": 600}, "data": {"seq_len": 32}})
-    tokenizer = train_tokenizer(iter_documents([source], CorpusConfig()), cfg.tokenizer, root / "tok")
-    return prepare([source], tokenizer, cfg.data, cfg.corpus, root / "data", progress=False)
 
 
 def tiny_config(**train):
