@@ -8,6 +8,7 @@ stderr and exit code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import re
@@ -382,6 +383,47 @@ def cmd_fill_mask(args) -> int:
     return 0
 
 
+def cmd_embed(args) -> int:
+    import numpy as np
+
+    from .files import atomic_write_bytes
+    from .infer import embed, load_run
+
+    path = Path(args.input)
+    if not path.is_file():
+        raise ConfigError(f"--input {path}: no such file")
+    texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    vectors = embed(load_run(args.model, device=args.device), texts, args.pooling, args.batch_size)
+    buffer = io.BytesIO()
+    np.save(buffer, vectors)
+    atomic_write_bytes(args.out, buffer.getvalue())
+    log.info("%d x %d embeddings -> %s", *vectors.shape, args.out)
+    return 0
+
+
+def cmd_similar(args) -> int:
+    from .infer import load_run, similar
+
+    neighbours = similar(load_run(args.model, device=args.device), args.word, args.top_k)
+    if args.json:
+        print_json(neighbours)
+    else:
+        for n in neighbours:
+            print(f"  {n['score']:.4f}  {n['token']}")
+    return 0
+
+
+# ---------------------------------------------------------------- plot
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_runs
+
+    out = plot_runs(args.runs, args.out, args.x)
+    log.info("wrote %s", out)
+    return 0
+
+
 # ---------------------------------------------------------------- bench
 
 
@@ -568,6 +610,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     add_common(p)
     p.set_defaults(func=cmd_fill_mask)
+
+    p = sub.add_parser(
+        "embed", help="sentence embeddings of each line of a file, as a .npy array",
+        epilog="example:\n  bertforge embed run --input sentences.txt --pooling mean --out emb.npy",
+    )
+    p.add_argument("model", help="run folder")
+    p.add_argument("--input", required=True, help="text file, one sentence per line")
+    p.add_argument("--out", required=True, help=".npy file to write (lines x hidden_size)")
+    p.add_argument("--pooling", choices=("mean", "cls"), default="mean")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    add_common(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser(
+        "similar", help="nearest tokens to a word by cosine similarity of the input embeddings",
+        epilog='example:\n  bertforge similar run "reason" --top-k 10',
+    )
+    p.add_argument("model", help="run folder")
+    p.add_argument("word")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    add_common(p)
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser(
+        "plot", help="training and validation curves of one or more runs, as a PNG",
+        epilog="example:\n  bertforge plot runs/kant runs/kant-post --out curves.png --x tokens",
+    )
+    p.add_argument("runs", nargs="+", help="run folders (their metrics.jsonl)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--x", choices=("step", "tokens"), default="step", help="horizontal axis")
+    add_common(p)
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser(
         "bench", help="bertforge next to Hugging Face: same data, shape and settings, one run",

@@ -93,3 +93,43 @@ def _name(run: LoadedRun, token_id: int, names: dict[int, str]) -> str:
     if token_id not in names:
         names[token_id] = run.tokenizer.decode_token(token_id)
     return names[token_id]
+
+
+@torch.no_grad()
+def embed(run: LoadedRun, texts: list[str], pooling: str = "mean", batch_size: int = 32) -> np.ndarray:
+    """(len(texts), hidden) sentence vectors: the mean of the real tokens' final states, or `<s>`/`[CLS]`'s."""
+    if pooling not in ("mean", "cls"):
+        raise DataError(f"pooling must be mean or cls, got {pooling!r}")
+    if not texts or not all(t.strip() for t in texts):
+        raise DataError("empty text: give at least one non-empty line to embed")
+    max_len = run.config.model.max_seq_len
+    ids = [run.tokenizer.encode(text)[:max_len] for text in texts]  # longer texts are cut to the positions
+    out = []
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        width = max(map(len, chunk))
+        batch = torch.tensor([x + [run.tokenizer.pad_id] * (width - len(x)) for x in chunk], device=run.device)
+        mask = (batch != run.tokenizer.pad_id).long()  # (B, T)
+        h = run.model.encoder(batch, mask).float()  # (B, T, H)
+        if pooling == "cls":
+            out.append(h[:, 0])
+        else:
+            out.append((h * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True))
+    return torch.cat(out).cpu().numpy()
+
+
+@torch.no_grad()
+def similar(run: LoadedRun, word: str, top_k: int = 10) -> list[dict]:
+    """Tokens whose input embeddings are closest (cosine) to `word`'s (the mean of its pieces)."""
+    pieces = run.tokenizer.encode(word, add_special_tokens=False)
+    if not word.strip() or not pieces:
+        raise DataError("give a word to look up")
+    table = run.model.encoder.embeddings.tokens.weight.float()  # (V, H)
+    query = table[pieces].mean(dim=0)
+    scores = torch.nn.functional.cosine_similarity(table, query[None], dim=-1)  # (V,)
+    scores[pieces + run.tokenizer.special_ids] = -2.0  # neither the word itself nor special tokens
+    top = scores.topk(min(top_k, len(scores)))
+    return [
+        {"token": run.tokenizer.decode_token(int(i)), "token_id": int(i), "score": float(s)}
+        for s, i in zip(top.values, top.indices)
+    ]

@@ -1,0 +1,58 @@
+"""Pictures of what a run learned: training and validation curves, one or several runs per figure."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from .errors import DataError
+from .files import atomic_write_bytes
+from .train.metrics import read_metrics
+
+# (metric key, axis title, split) for each panel of `plot_runs`.
+PANELS = (
+    ("loss", "training loss", "train"),
+    ("loss", "validation loss", "validation"),
+    ("perplexity", "validation perplexity", "validation"),
+    ("masked_accuracy", "validation masked accuracy", "validation"),
+    ("lr", "learning rate", "train"),
+)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DataError("plots need matplotlib: pip install matplotlib (or bertforge[finetune])") from None
+    return plt
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> Path:
+    """Curves of every run in `run_dirs` against steps or tokens, written as one PNG."""
+    if x not in ("step", "tokens"):
+        raise DataError(f"--x must be step or tokens, got {x!r}")
+    runs = {Path(r).name or str(r): read_metrics(Path(r)) for r in run_dirs}
+    for name, records in runs.items():
+        if not records:
+            raise DataError(f"{name}: no metrics.jsonl records; is it a run folder from `bertforge pretrain`?")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.4), constrained_layout=True)
+    for ax, (key, title, split) in zip(axes, PANELS):
+        for name, records in runs.items():
+            points = [(r[x], r[key]) for r in records if r["split"] == split and key in r and x in r]
+            if points:
+                ax.plot(*zip(*points), marker="." if split == "validation" else None, label=name)
+        ax.set_title(title)
+        ax.set_xlabel(x)
+        ax.grid(alpha=0.3)
+        if key == "perplexity":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize="small")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(out, buffer.getvalue())
+    return Path(out)
