@@ -21,7 +21,8 @@ from .errors import ConfigError
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
-def _choice(section: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
+def check_choice(section: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """A string setting must be one of `allowed`; the message names `section.name`."""
     if value not in allowed:
         raise ConfigError(f"{section}.{name} must be one of {', '.join(allowed)}; got {value!r}")
 
@@ -46,8 +47,8 @@ class CorpusConfig:
     seed: int = 0  # seed of the weighted interleave
 
     def __post_init__(self) -> None:
-        _choice("corpus", "doc_per", self.doc_per, ("line", "paragraph"))
-        _choice("corpus", "until", self.until, ("all_exhausted", "first_exhausted"))
+        check_choice("corpus", "doc_per", self.doc_per, ("line", "paragraph"))
+        check_choice("corpus", "until", self.until, ("all_exhausted", "first_exhausted"))
 
 
 TOKENIZER_KINDS = ("bytelevel-bpe", "wordpiece", "sentencepiece-bpe", "unigram")
@@ -63,8 +64,8 @@ class TokenizerConfig:
     max_docs: int = 0  # train on at most this many documents (0 = all)
 
     def __post_init__(self) -> None:
-        _choice("tokenizer", "kind", self.kind, TOKENIZER_KINDS)
-        _choice("tokenizer", "special_tokens", self.special_tokens, ("auto", "roberta", "bert"))
+        check_choice("tokenizer", "kind", self.kind, TOKENIZER_KINDS)
+        check_choice("tokenizer", "special_tokens", self.special_tokens, ("auto", "roberta", "bert"))
         _positive("tokenizer", vocab_size=self.vocab_size, min_frequency=self.min_frequency)
         _non_negative("tokenizer", max_docs=self.max_docs)
 
@@ -86,7 +87,7 @@ class DataConfig:
     shard_max_sequences: int = 262144  # sequences per shard file
 
     def __post_init__(self) -> None:
-        _choice("data", "packing", self.packing, ("full", "pad", "line"))
+        check_choice("data", "packing", self.packing, ("full", "pad", "line"))
         if self.seq_len < 8:
             raise ConfigError(f"data.seq_len must be >= 8, got {self.seq_len}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -147,8 +148,8 @@ class ModelConfig:
             raise ConfigError(
                 f"model.num_heads ({self.num_heads}) must divide model.hidden_size ({self.hidden_size})"
             )
-        _choice("model", "norm", self.norm, ("post", "pre"))
-        _choice("model", "activation", self.activation, ("gelu", "gelu_tanh", "relu", "silu"))
+        check_choice("model", "norm", self.norm, ("post", "pre"))
+        check_choice("model", "activation", self.activation, ("gelu", "gelu_tanh", "relu", "silu"))
         for name in ("hidden_dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
@@ -207,9 +208,9 @@ class TrainConfig:
             max_time_s=self.max_time_s,
             eval_batches=self.eval_batches,
         )
-        _choice("train", "schedule", self.schedule, ("linear", "cosine", "constant"))
-        _choice("train", "precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
-        _choice("train", "strategy", self.strategy, ("ddp", "fsdp"))
+        check_choice("train", "schedule", self.schedule, ("linear", "cosine", "constant"))
+        check_choice("train", "precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
+        check_choice("train", "strategy", self.strategy, ("ddp", "fsdp"))
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not self.max_steps and not self.max_tokens and not self.max_time_s:

@@ -627,10 +627,7 @@ def read_hf_config(hf_dir: Path) -> dict:
         raise DataError(f"{hf_dir} is not a folder; give a Hugging Face model folder (config.json, model.safetensors)")
     if not path.is_file():
         raise DataError(f"{hf_dir} is not a Hugging Face model folder (no config.json)")
-    try:
-        hf_cfg = files.read_json(path)
-    except ValueError:
-        raise DataError(f"{path}: not valid JSON") from None
+    hf_cfg = files.read_json_file(path, "is it a Hugging Face config.json?")
     if not isinstance(hf_cfg, dict):
         raise DataError(f"{path}: expected a JSON object")
     return hf_cfg

@@ -67,6 +67,16 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def read_json_file(path: str | Path, fix: str) -> Any:
+    """`read_json` for files bertforge wrote: a damaged one is a DataError that says how to `fix` it."""
+    from .errors import DataError
+
+    try:
+        return read_json(path)
+    except ValueError:
+        raise DataError(f"{path}: not valid JSON; {fix}") from None
+
+
 def write_yaml(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False))
 

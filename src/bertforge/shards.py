@@ -393,10 +393,7 @@ def load_manifest(data_dir: str | Path) -> dict:
     path = Path(data_dir) / MANIFEST_FILE
     if not path.is_file():
         raise DataError(f"{data_dir}: no {MANIFEST_FILE}; run `bertforge prepare` first")
-    try:
-        manifest = files.read_json(path)
-    except ValueError:
-        raise DataError(f"{path}: not valid JSON; run `bertforge prepare` again") from None
+    manifest = files.read_json_file(path, "run `bertforge prepare` again")
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != FORMAT_VERSION:
         raise DataError(

@@ -334,10 +334,7 @@ def load_tokenizer(path: str | Path) -> TextTokenizer:
 def _read_meta(path: Path) -> dict | None:
     if not path.is_file():
         return None
-    try:
-        meta = files.read_json(path)
-    except ValueError:
-        raise DataError(f"{path}: not valid JSON; run `bertforge tokenizer train` again") from None
+    meta = files.read_json_file(path, "run `bertforge tokenizer train` again")
     if not isinstance(meta, dict) or meta.get("kind") not in RECIPES or meta.get("scheme") not in SPECIAL_TOKENS:
         raise DataError(f"{path}: missing or unknown kind/scheme; run `bertforge tokenizer train` again")
     return meta

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..config import ModelConfig
+from ..config import ModelConfig, check_choice
 from ..errors import ConfigError
 
 TASKS = ("classify", "ner")
@@ -49,12 +49,12 @@ class FinetuneConfig:
     precision: str = "auto"  # "auto" (bf16 on a GPU that has it, else fp32), "fp32", "bf16"
 
     def __post_init__(self) -> None:
-        _choice("task", self.task, TASKS)
-        _choice("pooling", self.pooling, ("cls", "mean"))
-        _choice("metric", self.metric, ("auto", *METRICS[self.task]))
-        _choice("class_weights", self.class_weights, ("none", "balanced"))
-        _choice("init", self.init, ("pretrained", "random"))
-        _choice("precision", self.precision, ("auto", "fp32", "bf16"))  # fp16 would need a grad scaler
+        check_choice("finetune", "task", self.task, TASKS)
+        check_choice("finetune", "pooling", self.pooling, ("cls", "mean"))
+        check_choice("finetune", "metric", self.metric, ("auto", *METRICS[self.task]))
+        check_choice("finetune", "class_weights", self.class_weights, ("none", "balanced"))
+        check_choice("finetune", "init", self.init, ("pretrained", "random"))
+        check_choice("finetune", "precision", self.precision, ("auto", "fp32", "bf16"))  # fp16 would need a grad scaler
         for name in ("epochs", "batch_size", "eval_batch_size", "lr"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"finetune.{name} must be > 0, got {getattr(self, name)}")
@@ -73,11 +73,6 @@ class FinetuneConfig:
         if self.metric != "auto":
             return self.metric
         return "accuracy" if self.task == "classify" else "f1"
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"finetune.{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 @dataclass(frozen=True)
