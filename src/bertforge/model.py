@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fastops
 from .config import ModelConfig
 from .errors import ConfigError
 
@@ -47,7 +48,7 @@ class Embeddings(nn.Module):
         self.positions = nn.Embedding(cfg.num_positions, cfg.hidden_size)
         self.token_types = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size) if cfg.type_vocab_size else None
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout)
+        self.dropout = fastops.Dropout(cfg.hidden_dropout)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         seq_len = input_ids.shape[1]
@@ -77,9 +78,7 @@ class SelfAttention(nn.Module):
         B, T, H = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, H // self.num_heads).unbind(dim=2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_p if self.training else 0.0
-        )
+        y = fastops.attention(q, k, v, attn_mask, self.dropout_p if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, H))
 
 
@@ -105,7 +104,7 @@ class Block(nn.Module):
         self.attention_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.ffn = FeedForward(cfg)
         self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout)
+        self.dropout = fastops.Dropout(cfg.hidden_dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         if self.pre_norm:
@@ -198,9 +197,9 @@ class MaskedLM(nn.Module):
             selected = labels.reshape(-1) != IGNORE_INDEX
             logits = self.head(h.reshape(-1, h.shape[-1])[selected], decoder)  # (M, V)
             targets = labels.reshape(-1)[selected]
-        else:
-            logits = self.head(h, decoder)
-            targets = labels
+            loss = fastops.cross_entropy(logits, targets)  # every row has a target
+            return MLMOutput(logits=logits, loss=loss, labels=targets)
+        logits, targets = self.head(h, decoder), labels
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return MLMOutput(logits=logits, loss=loss, labels=targets)
 
