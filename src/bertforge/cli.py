@@ -11,12 +11,12 @@ import argparse
 import io
 import json
 import logging
-import re
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from .budget import parse_duration
 from .errors import BertforgeError, ConfigError
 from .finetune_cli import add_finetune_commands
 
@@ -52,14 +52,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
-
-
-def parse_duration(text: str) -> float:
-    """'90s', '10m', '2h', '1d' or plain seconds -> seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
-    if not match:
-        raise ConfigError(f"bad duration {text!r}; use e.g. 90s, 10m, 2h or 1d")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
 def add_config_args(p: argparse.ArgumentParser, preset_default: str | None = None, preset_help: str = "") -> None:
@@ -100,7 +92,23 @@ def config_from_args(args: argparse.Namespace):
         from .config import load_yaml
 
         base = load_yaml(args.base_config)
-    return build_config(preset=args.preset, config_file=args.config, overrides=overrides, base=base)
+    preset, recipe = args.preset, None
+    if getattr(args, "budget", None):
+        budget_s, chosen = budget_recipe(args, overrides)
+        preset, recipe = preset or chosen.preset, chosen.overrides(budget_s)
+        args.recipe_lines = chosen.describe(budget_s)
+    return build_config(preset=preset, config_file=args.config, overrides=overrides, base=base, recipe=recipe)
+
+
+def budget_recipe(args: argparse.Namespace, overrides: dict):
+    """(seconds, recipe) of `--budget`, for the device the run will use."""
+    from .budget import machine_kind, pick_recipe
+
+    if args.max_time or args.max_steps or args.max_tokens:
+        raise ConfigError("--budget sets when training stops; drop --max-time/--max-steps/--max-tokens")
+    budget_s = parse_duration(args.budget)
+    device = overrides.get("train", {}).get("device", "auto")
+    return budget_s, pick_recipe(budget_s, machine_kind(str(device)))
 
 
 def print_json(obj) -> None:
@@ -255,6 +263,8 @@ def pretrain_inputs(args) -> tuple:
     if args.resume:
         if args.data or args.corpus or args.init_from:
             raise ConfigError("--resume continues a run with its own data and weights; drop --data/--corpus/--init-from")
+        if args.budget:
+            raise ConfigError("--resume keeps the run's own budget and clock; drop --budget")
         args.base_config = run_dir / "config.yaml"
         if not args.base_config.is_file():
             raise ConfigError(f"{run_dir}: no config.yaml; nothing to resume")
@@ -263,9 +273,11 @@ def pretrain_inputs(args) -> tuple:
         raise ConfigError("give either --data DATA (from `bertforge prepare`) or --corpus FILE")
     elif args.init_from:
         init = prepare_init(args, run_dir)
-    elif args.preset is None:
+    elif args.preset is None and not args.budget:
         args.preset = "small"
     cfg = config_from_args(args)
+    for line in getattr(args, "recipe_lines", []):
+        log.info("%s", line)
     if not args.resume:
         data_dir = Path(args.data) if args.data else build_data_from_corpus(cfg, args, run_dir)
     return cfg, data_dir, init
@@ -431,6 +443,8 @@ def cmd_bench(args) -> int:
     from .bench import bench_fill_mask, bench_prepare, bench_train, format_table
 
     ref = not args.no_reference
+    if args.kind == "quality":
+        return bench_quality_command(args, ref)
     if args.kind == "train":
         result = bench_train(
             preset=args.preset, steps=args.steps, warmup_steps=args.warmup_steps, batch_size=args.batch_size,
@@ -451,6 +465,22 @@ def cmd_bench(args) -> int:
         print_json(result)
     else:
         print(format_table(result))
+    return 0
+
+
+def bench_quality_command(args, reference: bool) -> int:
+    from .bench_quality import bench_quality, format_quality, plot_quality
+
+    result = bench_quality(
+        minutes=args.minutes, corpus=args.corpus, work_dir=args.work_dir, evaluations=args.evaluations,
+        device=args.device, reference=reference,
+    )
+    if args.plot:
+        result["plot"] = str(plot_quality(result, args.plot))
+    if args.json:
+        print_json(result)
+    else:
+        print(format_quality(result))
     return 0
 
 
@@ -548,6 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int)
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--max-time", help="stop after this long, e.g. 10m, 2h")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="e.g. 10m, 2h, 1d: a recipe for this budget and machine, LR decaying to 0 at the budget")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seq-len", type=int)
@@ -649,9 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "bench", help="bertforge next to Hugging Face: same data, shape and settings, one run",
         epilog="examples:\n  bertforge bench train --preset small\n  bertforge bench prepare --corpus-mb 40 --json\n"
-        "  bertforge bench fill-mask --preset small",
+        "  bertforge bench fill-mask --preset small\n  bertforge bench quality --minutes 10 --plot quality.png",
     )
-    p.add_argument("kind", choices=("train", "prepare", "fill-mask"))
+    p.add_argument("kind", choices=("train", "prepare", "fill-mask", "quality"))
     p.add_argument("--preset", default="small", help="model preset (default: small)")
     p.add_argument("--steps", type=int, default=20, help="train: timed training steps")
     p.add_argument("--warmup-steps", type=int, default=3, help="train: untimed steps first")
@@ -660,10 +692,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32")
     p.add_argument("--compile", action="store_true", help="train: torch.compile both models")
     p.add_argument("--device", default="auto")
-    p.add_argument("--corpus", help="train: one text file instead of the shared text")
+    p.add_argument("--corpus", help="train, quality: one text file instead of the shared text (quality: kant.txt)")
+    p.add_argument("--minutes", type=float, default=10, help="quality: training minutes of each side")
+    p.add_argument("--evaluations", type=int, default=10, help="quality: validation points along each side's clock")
+    p.add_argument("--plot", metavar="PNG", help="quality: validation loss against minutes, both sides")
     p.add_argument("--corpus-mb", type=float, default=40, help="prepare: corpus size, MB")
     p.add_argument("--processes", type=int, default=2, help="prepare: processes / tokenizer threads")
-    p.add_argument("--work-dir", help="prepare: keep the built corpus here for later runs")
+    p.add_argument("--work-dir", help="prepare, quality: keep the built data (and quality's runs) here")
     p.add_argument("--sentences", type=int, default=1000, help="fill-mask: sentences")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--no-reference", action="store_true", help="bertforge only (no transformers needed)")

@@ -193,6 +193,7 @@ class TrainConfig:
     strategy: str = "ddp"  # under torchrun: "ddp" (a full replica per rank) or "fsdp" (FSDP2, sharded over ranks)
     seed: int = 0  # seeds init, data order, masks and dropout
     eval_seed: int = 1234  # fixed masks for validation, so evaluations compare
+    recipe: str = ""  # the `--budget` recipe this run follows (recipes/budget.yaml), for the record
 
     def __post_init__(self) -> None:
         _positive("train", batch_size=self.batch_size, grad_accum_steps=self.grad_accum_steps, lr=self.lr)
@@ -356,11 +357,14 @@ def build_config(
     config_file: str | Path | None = None,
     overrides: list[str] | dict | None = None,
     base: dict | None = None,
+    recipe: dict | None = None,
 ) -> Any:
-    """Defaults < `base` < preset < config file < overrides, validated into `cls`."""
+    """Defaults < `base` < preset < budget recipe < config file < overrides, validated into `cls`."""
     data: dict = dict(base or {})
     if preset:
         data = merge(data, preset_dict(preset))
+    if recipe:
+        data = merge(data, recipe)
     if config_file:
         data = merge(data, load_yaml(config_file))
     if overrides:
