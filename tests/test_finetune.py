@@ -390,10 +390,18 @@ def test_finetune_cli_runs_the_baselines_and_prints_them_beside_the_model(run, t
     for name in ("random_init", "tfidf_logreg"):
         assert 0.0 < baselines[name]["validation"]["accuracy"] <= 1.0
     table = r.stdout.splitlines()
-    assert table[0].split() == ["validation", "accuracy", "validation", "macro_f1"]
+    assert table[0].split() == ["validation", "accuracy", "validation", "macro_f1", "validation", "mcc"]
     assert [line.split("  ")[0] for line in table[1:]] == [
         "majority class", "same fine-tuning, random init", "TF-IDF + logistic regression",
         "fine-tuned (pretrained init)",
     ]
     for line, scores in zip(table[1:], [*baselines.values(), metrics["scores"]]):
-        assert line.split()[-2:] == [f"{scores['validation'][k]:.4f}" for k in ("accuracy", "macro_f1")]
+        assert line.split()[-3:] == [f"{scores['validation'][k]:.4f}" for k in ("accuracy", "macro_f1", "mcc")]
+
+
+def test_matthews_correlation_is_exact_and_zero_for_a_constant_guess():
+    from bertforge.finetune.metrics import classify_metrics
+
+    scores = classify_metrics([0, 0, 1, 1], [0, 1, 1, 1], ["no", "yes"])
+    assert scores["mcc"] == pytest.approx(2 / 12**0.5)  # (TP*TN - FP*FN) / sqrt(3 * 2 * 2 * 1)
+    assert classify_metrics([0, 1, 1, 0], [1, 1, 1, 1], ["no", "yes"])["mcc"] == 0.0

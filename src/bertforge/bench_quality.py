@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .budget import format_duration, machine_kind, pick_recipe
-from .config import build_config
+from .config import build_config, merge, parse_overrides
 from .corpus import iter_documents
 from .errors import DataError
 from .evaluate import evaluate_split
@@ -95,8 +95,12 @@ def bench_quality(
     device: str = "auto",
     reference: bool = True,
     seed: int = 0,
+    variants: dict[str, list[str]] | None = None,
 ) -> dict:
-    """Validation loss, perplexity and masked accuracy of both sides after `minutes` of training each."""
+    """Validation loss, perplexity and masked accuracy of both sides after `minutes` of training each.
+
+    `variants` adds more bertforge sides: name -> `--set` style overrides on top of the recipe
+    (how the recipes were studied: each choice raced against the others)."""
     from .bench import require_reference, shared_files, work_folder
 
     if minutes <= 0 or evaluations < 1:
@@ -122,12 +126,19 @@ def bench_quality(
         ours_cfg = resolve_config(ours_cfg, tokenizer, seq_len)
         trainer = setup(ours_cfg, data_dir, work / "bertforge-run", resume=False, init_from=None)
         sides = [bertforge_side(trainer)]
+        trainers = [trainer]
+        for name, sets in (variants or {}).items():
+            cfg = build_config(preset=recipe.preset, recipe=recipe.overrides(budget_s), overrides=merge(common, parse_overrides(sets)))
+            cfg = resolve_config(cfg, tokenizer, seq_len)
+            trainers.append(setup(cfg, data_dir, work / f"variant-{name}", resume=False, init_from=None))
+            sides.append(bertforge_side(trainers[-1], name))
         if reference:
             ref_cfg = resolve_config(build_config(preset=recipe.preset, overrides=common), tokenizer, seq_len)
             sides.append(reference_side(ref_cfg, data_dir, tokenizer, budget_s, torch_device))
         val = PackedShards(data_dir, "validation")
         race(sides, budget_s, evaluations, lambda side: evaluate_side(side, val, trainer.vocab, torch_device))
-        trainer.metrics.close()
+        for t in trainers:
+            t.metrics.close()
     settings = {
         "minutes": minutes, "corpus": corpus.name, "validation": f"last {val_share:.0%} of non-empty lines",
         "recipe": recipe.name, "preset": recipe.preset, "recipe_settings": recipe.settings,
@@ -136,17 +147,20 @@ def bench_quality(
         "reference": f"HF {default_arch(tokenizer)} masked LM, lr {REFERENCE_LR:g}, {REFERENCE_WARMUP} warmup steps, "
                      "dropout 0.1, post-LN, DataCollatorForLanguageModeling(0.15), AdamW (Trainer defaults)",
     }
-    return {"bench": "quality", "settings": settings, **{side.name: summary(side) for side in sides}}
+    if variants:
+        settings["variants"] = variants
+    return {"bench": "quality", "settings": settings, "sides": [side.name for side in sides],
+            **{side.name: summary(side) for side in sides}}
 
 
-def bertforge_side(t) -> Side:
+def bertforge_side(t, name: str = "bertforge") -> Side:
     def step(clock: float) -> int:
         t.state.elapsed_s = clock  # the LR schedule reads the budget's clock from here
         before = t.state.tokens
         train_step(t)
         return t.state.tokens - before
 
-    return Side("bertforge", step, t.model, t.amp_dtype)
+    return Side(name, step, t.model, t.amp_dtype)
 
 
 def reference_side(cfg, data_dir: Path, tokenizer, budget_s: float, device: torch.device) -> Side:
@@ -233,17 +247,17 @@ def format_quality(result: dict) -> str:
     rows = [("validation loss", "loss", "{:.3f}"), ("perplexity", "perplexity", "{:,.1f}"),
             ("masked accuracy", "masked_accuracy", "{:.3f}"), ("top-5 accuracy", "top5_accuracy", "{:.3f}"),
             ("steps", "steps", "{:,}"), ("tokens", "tokens", "{:,}"), ("tokens/s", "tokens_per_s", "{:,.0f}")]
-    has_ref = "reference" in result
+    names = result.get("sides", [n for n in ("bertforge", "reference") if n in result])
+    width = max(10, *(len(n) for n in names))
     lines = [f"bench quality: {format_duration(s['minutes'] * 60)} of training each on {s['corpus']} "
              f"({s['validation']}), {s['device']}, {s['threads']} threads",
-             f"bertforge recipe {s['recipe']} (preset {s['preset']}); reference: {s['reference']}", "",
-             f"| {'':16} | {'bertforge':>10} |" + (f" {'reference':>10} |" if has_ref else "")]
-    lines.append("|" + "-" * 18 + "|" + "-" * 12 + "|" + ("-" * 12 + "|" if has_ref else ""))
+             f"bertforge recipe {s['recipe']} (preset {s['preset']}); reference: {s['reference']}"]
+    lines += [f"variant {name}: {', '.join(sets)}" for name, sets in s.get("variants", {}).items()]
+    lines += ["", "| " + " | ".join([f"{'':16}", *(f"{n:>{width}}" for n in names)]) + " |",
+              "|" + "|".join(["-" * 18, *("-" * (width + 2) for _ in names)]) + "|"]
     for label, key, fmt in rows:
-        line = f"| {label:16} | {fmt.format(result['bertforge'][key]):>10} |"
-        if has_ref:
-            line += f" {fmt.format(result['reference'][key]):>10} |"
-        lines.append(line)
+        cells = [f"{fmt.format(result[n][key]):>{width}}" for n in names]
+        lines.append("| " + " | ".join([f"{label:16}", *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -255,7 +269,7 @@ def plot_quality(result: dict, out: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for name in ("bertforge", "reference"):
+    for name in result.get("sides", [n for n in ("bertforge", "reference") if n in result]):
         if name in result:
             curve = result[name]["curve"]
             ax.plot([p["minutes"] for p in curve], [p["loss"] for p in curve], marker="o", label=name)

@@ -471,9 +471,15 @@ def cmd_bench(args) -> int:
 def bench_quality_command(args, reference: bool) -> int:
     from .bench_quality import bench_quality, format_quality, plot_quality
 
+    variants = {}
+    for spec in args.variant:
+        name, _, sets = spec.partition(":")
+        if not name or not sets:
+            raise ConfigError(f"--variant {spec!r}: write NAME:KEY=VALUE[,KEY=VALUE...]")
+        variants[name] = sets.split(",")
     result = bench_quality(
         minutes=args.minutes, corpus=args.corpus, work_dir=args.work_dir, evaluations=args.evaluations,
-        device=args.device, reference=reference,
+        device=args.device, reference=reference, variants=variants,
     )
     if args.plot:
         result["plot"] = str(plot_quality(result, args.plot))
@@ -696,6 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=10, help="quality: training minutes of each side")
     p.add_argument("--evaluations", type=int, default=10, help="quality: validation points along each side's clock")
     p.add_argument("--plot", metavar="PNG", help="quality: validation loss against minutes, both sides")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,...]",
+                   help="quality: race another bertforge recipe too, e.g. mask30:masking.mask_prob=0.3")
     p.add_argument("--corpus-mb", type=float, default=40, help="prepare: corpus size, MB")
     p.add_argument("--processes", type=int, default=2, help="prepare: processes / tokenizer threads")
     p.add_argument("--work-dir", help="prepare, quality: keep the built data (and quality's runs) here")

@@ -55,7 +55,8 @@ def add_finetune_commands(sub, Parser) -> None:
     p.add_argument("--label-column", help="column of the label, strings or integers (default: label)")
     p.add_argument("--pooling", choices=("cls", "mean"), help="sentence vector: first token (default) or mean")
     p.add_argument("--class-weights", choices=("none", "balanced"), help="weight the loss against skewed labels")
-    p.add_argument("--metric", choices=("accuracy", "macro_f1", "loss"), help="picks the best epoch (default accuracy)")
+    p.add_argument("--metric", choices=("accuracy", "macro_f1", "mcc", "loss"),
+                   help="picks the best epoch (default accuracy; mcc = Matthews correlation, CoLA's metric)")
     _add_training_args(p)
     p.set_defaults(func=cmd_finetune, task="classify")
 

@@ -9,7 +9,7 @@ from ..config import ModelConfig, check_choice
 from ..errors import ConfigError
 
 TASKS = ("classify", "ner")
-METRICS = {"classify": ("accuracy", "macro_f1", "loss"), "ner": ("f1", "precision", "recall", "accuracy", "loss")}
+METRICS = {"classify": ("accuracy", "macro_f1", "mcc", "loss"), "ner": ("f1", "precision", "recall", "accuracy", "loss")}
 CONFIG_FILE, LABELS_FILE, MODEL_FILE = "config.yaml", "labels.json", "model.safetensors"
 METRICS_FILE, REPORT_FILE, CONFUSION_FILE = "metrics.json", "report.txt", "confusion_matrix.png"
 WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")  # words of raw text for NER: CoNLL-like, punctuation apart
@@ -39,7 +39,7 @@ class FinetuneConfig:
     adam_eps: float = 1e-8
     clip_grad_norm: float = 1.0  # 0 = no clipping
     classifier_dropout: float = 0.1  # dropout inside the head (the encoder keeps model.hidden_dropout)
-    metric: str = "auto"  # picks the best epoch: auto (accuracy / ner: f1), macro_f1, precision, recall, loss
+    metric: str = "auto"  # picks the best epoch: auto (accuracy / ner: f1), macro_f1, mcc, precision, recall, loss
     patience: int = 0  # stop after this many evaluations without improvement (0 = run to the end)
     class_weights: str = "none"  # "balanced": weight the loss by n / (classes x count) against skewed labels
     freeze_layers: int = 0  # keep the embeddings and the lowest N blocks fixed (0 = train everything)

@@ -176,7 +176,7 @@ def comparison_table(metrics: dict) -> str:
     """The fine-tuned model beside its baselines, one row each, on validation (and test)."""
     names = {"majority": "majority class", "tfidf_logreg": "TF-IDF + logistic regression",
              "random_init": "same fine-tuning, random init", "model": f"fine-tuned ({metrics['init']} init)"}
-    keys = ("accuracy", "macro_f1") if metrics["task"] == "classify" else ("precision", "recall", "f1")
+    keys = ("accuracy", "macro_f1", "mcc") if metrics["task"] == "classify" else ("precision", "recall", "f1")
     splits = list(metrics["scores"])
     rows = [(names[k], v) for k, v in metrics["baselines"].items()] + [(names["model"], metrics["scores"])]
     header = f"{'':<32}" + "".join(f"{s + ' ' + k:>22}" for s in splits for k in keys)

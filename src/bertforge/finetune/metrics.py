@@ -1,4 +1,4 @@
-"""Scores of a split: accuracy and macro F1 (classify), seqeval F1 (ner)."""
+"""Scores of a split: accuracy, macro F1 and Matthews correlation (classify), seqeval F1 (ner)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from .data import _require
 
 
 def classify_metrics(gold: list[int], pred: list[int], labels: list) -> dict:
-    """Accuracy, macro F1 (every class counts the same, whatever its size) and the confusion matrix."""
+    """Accuracy, macro F1 (every class counts the same, whatever its size), Matthews correlation
+    (GLUE's CoLA metric: 0 for a constant or random guess, 1 for perfect) and the confusion matrix."""
     metrics = _require("sklearn.metrics", "scikit-learn")
     ids = list(range(len(labels)))
     return {
         "accuracy": float(metrics.accuracy_score(gold, pred)),
         "macro_f1": float(metrics.f1_score(gold, pred, labels=ids, average="macro", zero_division=0)),
+        "mcc": float(metrics.matthews_corrcoef(gold, pred)),
         "confusion_matrix": metrics.confusion_matrix(gold, pred, labels=ids).tolist(),
     }
 

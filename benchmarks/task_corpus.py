@@ -1,0 +1,71 @@
+"""Build the pretraining text of the README's fine-tuning table: one document per line.
+
+General text (Kant, WikiText-2, TinyStories, AG News) plus the *training* texts of the four
+fine-tuning tasks without their labels (SST-2, Twitter entity sentiment, CoLA, CoNLL-2003):
+task-adaptive pretraining (Gururangan et al., 2020). No validation, dev or test text is used.
+
+    python benchmarks/task_corpus.py ../shared/data corpus.txt
+"""
+
+import csv
+import sys
+from pathlib import Path
+
+
+def paragraphs(path: Path):
+    """Blank-line separated paragraphs, their hard line breaks joined."""
+    for block in path.read_text(encoding="utf-8").split("\n\n"):
+        text = " ".join(line.strip() for line in block.splitlines() if line.strip())
+        if text:
+            yield text
+
+
+def column(path: Path, index: int, delimiter: str = ",", header: bool = False):
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+        if header:
+            next(rows)
+        for row in rows:
+            if len(row) > index and row[index].strip():
+                yield row[index].strip()
+
+
+def conll_sentences(path: Path):
+    words: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if words:
+                yield " ".join(words)
+            words = []
+        else:
+            words.append(line.split()[0])
+
+
+def documents(data: Path):
+    yield from paragraphs(data / "kant/kant.txt")
+    for name in ("wiki.valid.raw", "wiki.test.raw"):
+        for line in (data / "wikitext-2" / name).read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.strip().startswith("="):
+                yield line.strip()
+    for name in ("tinystories_train_head.txt", "tinystories_valid_head.txt"):
+        yield from paragraphs(data / "tinystories" / name)
+    with (data / "ag_news/test.csv").open(encoding="utf-8", newline="") as f:
+        for row in csv.reader(f):
+            yield f"{row[1]}. {row[2]}".replace("\\", " ")
+    yield from column(data / "sst2/train.tsv", 0, "\t", header=True)
+    yield from column(data / "twitter-entity-sentiment/twitter_training_one_per_id.csv", 3)
+    yield from column(data / "cola/in_domain_train.tsv", 3, "\t")
+    yield from conll_sentences(data / "conll2003/train.txt")
+
+
+def main(data: str, out: str) -> None:
+    count = 0
+    with open(out, "w", encoding="utf-8") as f:
+        for doc in documents(Path(data)):
+            f.write(" ".join(doc.split()) + "\n")
+            count += 1
+    print(f"{count:,} documents -> {out} ({Path(out).stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
