@@ -50,12 +50,18 @@ class MetricsWriter:
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     self.tb.add_scalar(f"{split}/{key}", value, step)
 
+    def text(self, tag: str, markdown: str, step: int) -> None:
+        """A text (Markdown) entry in TensorBoard's text tab, e.g. the fill-mask samples."""
+        if self.enabled and self.tb is not None:
+            self.tb.add_text(tag, markdown, step)
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
 
 
 def read_metrics(run_dir: Path, split: str | None = None) -> list[dict]:
+    """Records of `split` ("train", "validation", or "samples": fill-mask guesses), or all of them."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
