@@ -45,8 +45,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
 def load_model_folder(path: str | Path, device: str = "auto"):
     """(LoadedRun, None) for a pretraining run; (LoadedRun, Finetuned) for a fine-tuned folder, whose
     LoadedRun wraps the classifier (it has `.encoder`, no MLM head) for embeddings and neighbours."""
-    from dataclasses import replace
-
+    from .config import DataConfig
     from .finetune.config import LABELS_FILE
     from .finetune.predict import load_finetuned
 
@@ -54,8 +53,8 @@ def load_model_folder(path: str | Path, device: str = "auto"):
     if not (path / LABELS_FILE).is_file():
         return load_run(path, device), None
     ft = load_finetuned(path, device)
-    config = RunConfig(model=ft.config.model)
-    config = replace(config, data=replace(config.data, seq_len=min(config.data.seq_len, ft.config.model.max_seq_len)))
+    data = DataConfig(seq_len=min(DataConfig.seq_len, ft.config.model.max_seq_len))
+    config = RunConfig(data=data, model=ft.config.model)
     return LoadedRun(config, ft.model, ft.tokenizer, path, ft.device), ft
 
 
