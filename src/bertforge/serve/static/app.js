@@ -68,7 +68,7 @@ const PANELS = {
     title: "Fill in the mask",
     setup(section, info) {
       const mask = info.tokenizer.mask_token;
-      section.append(el("p", { class: "hint", text: `Write ${mask} (or [MASK] / <mask>) where a word is missing.` }));
+      section.append(el("p", { class: "hint", text: `Write ${mask} where a word is missing (${mask === "<mask>" ? "[MASK]" : "<mask>"} works too).` }));
       const text = el("input", { type: "text", id: "fill-mask-text", value: `The ${mask} of pure reason.`, "aria-label": "sentence" });
       const k = topK(5);
       form(section, [text, k], "Fill", async (result) => {
@@ -140,7 +140,7 @@ const PANELS = {
         rows.push(["trained", `${info.training.step} steps, ${info.training.tokens.toLocaleString("en")} tokens`]);
       }
       for (const [key, value] of Object.entries(info.metrics || {})) {
-        if (typeof value === "number" && key !== "step") rows.push([key, Number.isInteger(value) ? String(value) : value.toFixed(4)]);
+        if (typeof value === "number" && key !== "step") rows.push([key, Number.isInteger(value) ? value.toLocaleString("en") : value.toFixed(4)]);
       }
       section.append(el("table", { class: "facts" }, ...rows.map(([k, v]) => el("tr", {}, el("td", { text: k }), el("td", { text: v })))));
       if (info.curves) section.append(el("img", { class: "curves", src: "/api/curves.png", alt: "training curves" }));
