@@ -137,7 +137,7 @@ const PANELS = {
         ["positions", String(info.model.max_seq_len)],
       ];
       if (info.training && info.training.step !== undefined) {
-        rows.push(["trained", `${info.training.step} steps, ${info.training.tokens.toLocaleString("en")} tokens`]);
+        rows.push(["trained", `${info.training.step.toLocaleString("en")} steps, ${info.training.tokens.toLocaleString("en")} tokens`]);
       }
       for (const [key, value] of Object.entries(info.metrics || {})) {
         if (typeof value === "number" && key !== "step") rows.push([key, Number.isInteger(value) ? value.toLocaleString("en") : value.toFixed(4)]);
