@@ -138,3 +138,35 @@ def test_serve_cli_refuses_a_taken_port_and_a_folder_that_is_no_model(tiny_run, 
         port = taken.getsockname()[1]
         assert_one_line_error(run_cli("serve", str(tiny_run), "--port", str(port)), "cannot listen")
     assert_one_line_error(run_cli("serve", str(tmp_path), "--port", "1"), "config.yaml")
+
+
+def test_serve_cli_answers_on_127_0_0_1_until_stopped(tiny_run):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bertforge", "serve", str(tiny_run), "--port", str(port), "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        deadline, info = time.monotonic() + 60, None
+        while info is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=2).json()
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert info is not None and info["kind"] == "pretrain", server.poll()
+        r = httpx.post(f"http://127.0.0.1:{port}/api/fill-mask", json={"text": "She <mask> home."}, timeout=10)
+        assert r.status_code == 200 and len(r.json()["masks"][0]) == 5
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}" in err
