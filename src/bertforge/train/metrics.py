@@ -61,9 +61,10 @@ class MetricsWriter:
 
 
 def read_metrics(run_dir: Path, split: str | None = None) -> list[dict]:
-    """Records of `split` ("train", "validation", or "samples": fill-mask guesses), or all of them."""
+    """Records of `split` ("train", "validation", or "samples": the fill-mask guesses); without a
+    split, the records of numbers (train and validation), which readers of losses expect."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in records if split is None or r["split"] == split]
+    return [r for r in records if r["split"] == split or (split is None and r["split"] != "samples")]
