@@ -60,6 +60,7 @@ def test_typing_a_masked_sentence_shows_probability_bars(server, tiny_run, tmp_p
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("requestfailed", lambda r: errors.append(f"{r.url} failed"))
+            page.on("response", lambda r: r.status >= 400 and errors.append(f"{r.url}: HTTP {r.status}"))
             page.goto(server)
             page.wait_for_selector("#panel-fill-mask")
             assert page.locator("h2").all_inner_texts() == ["Fill in the mask", "Sentence similarity", "Embedding neighbours", "Model"]

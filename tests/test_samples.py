@@ -52,3 +52,18 @@ def test_no_samples_when_turned_off(data_dir, tmp_path):
     })
     pretrain(cfg, data_dir, tmp_path / "run", progress=False)
     assert read_metrics(tmp_path / "run", "validation") and not read_metrics(tmp_path / "run", "samples")
+
+
+def test_predicting_samples_draws_no_random_numbers_and_keeps_training_mode(tiny_run, data_dir):
+    import torch
+
+    from bertforge.infer import load_run
+    from bertforge.train.samples import predict_samples
+
+    run = load_run(tiny_run, "cpu")
+    samples = read_metrics(tiny_run, "samples")[0]["samples"]
+    run.model.train()  # as in the loop, where dropout is on
+    before = torch.get_rng_state()
+    predicted = predict_samples(run.model, run.tokenizer, run.config, samples, run.device)
+    assert torch.equal(torch.get_rng_state(), before) and run.model.training
+    assert [p["predictions"] for p in predicted] == [p["predictions"] for p in read_metrics(tiny_run, "samples")[-1]["samples"]]

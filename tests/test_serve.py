@@ -170,3 +170,24 @@ def test_serve_cli_answers_on_127_0_0_1_until_stopped(tiny_run):
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}" in err
+
+
+def test_a_ner_folder_gets_the_tag_panel(tiny_run, tmp_path):
+    lines, breaks = [], 0
+    for line in open(shared("conll2003/train.txt"), encoding="utf-8"):
+        breaks += not line.strip()
+        if breaks > 60:
+            break
+        lines.append(line)
+    (tmp_path / "train.txt").write_text("".join(lines), encoding="utf-8")
+    settings = {"finetune": {"task": "ner", "epochs": 1, "lr": 1e-3}}
+    finetune(tiny_run, tmp_path / "train.txt", tmp_path / "train.txt", tmp_path / "ner", settings=settings, progress=False)
+    with TestClient(create_app(tmp_path / "ner", "cpu"), raise_server_exceptions=False) as c:
+        info = c.get("/api/info").json()
+        assert info["kind"] == "ner" and info["panels"][0] == "tag" and "B-PER" in info["labels"]
+        r = c.post("/api/tag", json={"text": "John Smith flew to Paris."})
+        assert r.status_code == 200
+        assert [t["word"] for t in r.json()["tags"]] == ["John", "Smith", "flew", "to", "Paris", "."]
+        assert all(t["tag"] in info["labels"] for t in r.json()["tags"]) and "entities" in r.json()
+        assert c.post("/api/tag", json={"text": ""}).status_code == 422
+        assert c.post("/api/classify", json={"text": "x"}).status_code == 404

@@ -65,7 +65,7 @@ class ServedModel:
     @property
     def panels(self) -> list[str]:
         """The page's panels that apply to this model, in page order (one JS function each)."""
-        first = {"pretrain": ["fill-mask"], "classify": ["classify"]}.get(self.kind, [])
+        first = {"pretrain": ["fill-mask"], "classify": ["classify"], "ner": ["tag"]}.get(self.kind, [])
         return [*first, "similarity", "neighbours", "info"]
 
     def info(self) -> dict:
@@ -216,6 +216,9 @@ def create_app(model: str | Path | ServedModel, device: str = "auto") -> Starlet
         text = resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
         return Response(text, media_type=media, headers={"Cache-Control": "no-cache"})
 
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204)  # browsers ask for one; there is none
+
     async def info(request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(served.locked, served.info))
 
@@ -252,6 +255,14 @@ def create_app(model: str | Path | ServedModel, device: str = "auto") -> Starlet
         (result,) = await infer(served, predict, served.finetuned, [data["text"]], pairs)
         return JSONResponse(result)
 
+    async def tag(request: Request) -> Response:
+        from ..finetune.predict import predict
+
+        needs(served, "tag")
+        data = await read_body(request, {"text": str}, ("text",))
+        (result,) = await infer(served, predict, served.finetuned, [data["text"]])
+        return JSONResponse(result)
+
     async def api_error(request: Request, exc: ApiError) -> Response:
         return JSONResponse({"error": exc.message}, status_code=exc.status)
 
@@ -264,12 +275,14 @@ def create_app(model: str | Path | ServedModel, device: str = "auto") -> Starlet
         return JSONResponse({"error": "internal error (a bug: see the server's log)"}, status_code=500)
 
     routes = [Route(path, page, methods=["GET"]) for path in ASSETS] + [
+        Route("/favicon.ico", no_icon, methods=["GET"]),
         Route("/api/info", info, methods=["GET"]),
         Route("/api/curves.png", curves, methods=["GET"]),
         Route("/api/fill-mask", fill_mask_api, methods=["POST"]),
         Route("/api/similarity", similarity, methods=["POST"]),
         Route("/api/neighbours", neighbours, methods=["POST"]),
         Route("/api/classify", classify, methods=["POST"]),
+        Route("/api/tag", tag, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,

@@ -98,6 +98,21 @@ const PANELS = {
     },
   },
 
+  tag: {
+    title: "Tag words (named entities)",
+    setup(section, info) {
+      section.append(el("p", { class: "hint", text: `Tags: ${info.labels.join(", ")}` }));
+      const text = el("input", { type: "text", id: "tag-text", value: "John Smith flew from London to Paris.", "aria-label": "text" });
+      form(section, [text], "Tag", async (result) => {
+        const data = await api("/api/tag", { text: text.value });
+        const entities = data.entities.map((e) => ({ label: `${e.type}: ${e.text}`, score: e.score }));
+        result.replaceChildren(
+          el("h3", { text: entities.length ? "entities" : "no entities found" }), bars(entities),
+          el("p", { class: "hint", text: data.tags.map((t) => `${t.word}/${t.tag}`).join("  ") }));
+      });
+    },
+  },
+
   similarity: {
     title: "Sentence similarity",
     setup(section) {
