@@ -93,6 +93,9 @@ BAD = [
     ("/api/fill-mask", b'{"text": "The <mask>.", "model": "/etc/passwd"}', 422, "unknown field"),
     ("/api/neighbours", b'{"word": "x", "path": "../../etc/passwd"}', 422, "unknown field"),
     ("/api/similarity", b'{"a": "one"}', 422, "missing field 'b'"),
+    ("/api/similarity", b'{"a": "\\ud800", "b": "x"}', 422, "not valid Unicode"),
+    ("/api/neighbours", b'{"word": "girl", "top_k": NaN}', 422, "integer"),
+    ("/api/neighbours", b'{"word": "girl", "top_k": 99999999999999999999999}', 422, "between 1 and 20"),
     ("/api/classify", b'{"text": "fine"}', 404, "not available"),
 ]
 
@@ -191,3 +194,14 @@ def test_a_ner_folder_gets_the_tag_panel(tiny_run, tmp_path):
         assert all(t["tag"] in info["labels"] for t in r.json()["tags"]) and "entities" in r.json()
         assert c.post("/api/tag", json={"text": ""}).status_code == 422
         assert c.post("/api/classify", json={"text": "x"}).status_code == 404
+
+
+def test_odd_bodies_on_every_endpoint_never_give_a_500(client):
+    bodies = [b"", b"null", b"3", b'"text"', b"[" * 8000 + b"]" * 8000, b'{"text": null}', b'{"text": {"a": 1}}',
+              b'{"text": ["<mask>"]}', b'{"word": 1.5}', b'{"a": "", "b": ""}', b'{"text": "\\u0000<mask>"}',
+              b'{"text": "<mask>", "text": 5}', "{\"text\": \"\u00e9t\u00e9 <mask> \U0001f600\"}".encode()]
+    for path in ("/api/fill-mask", "/api/similarity", "/api/neighbours", "/api/classify", "/api/tag"):
+        for body in bodies:
+            r = client.post(path, content=body)
+            assert r.status_code < 500 and r.headers["content-type"] == "application/json", (path, body[:40], r.text)
+            assert r.status_code == 200 or "error" in r.json()

@@ -160,7 +160,7 @@ def choose_words(run: LoadedRun, run_dir: Path, words: list[str] | None, top: in
 def viz_embeddings(
     run: LoadedRun, run_dir: str | Path, out_dir: str | Path, words: list[str] | None = None, top: int | None = None
 ) -> dict[str, Path]:
-    """pca.png, pca3d.html and similarity.png of the chosen words in `out_dir` (plus words.json)."""
+    """pca.png, pca3d.html and similarity.png of the chosen words in `out_dir`."""
     chosen = choose_words(run, Path(run_dir), words, top)
     vectors = word_vectors(run, chosen)
     html = pca3d_html(chosen, vectors)  # first: fails early without plotly

@@ -167,6 +167,8 @@ async def read_body(request: Request, fields: dict[str, type], required: tuple[s
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ApiError(400, f"the body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(400, "the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object, e.g. {\"text\": \"...\"}")
     unknown = sorted(set(data) - set(fields))
@@ -184,6 +186,10 @@ async def read_body(request: Request, fields: dict[str, type], required: tuple[s
                 raise ApiError(422, f"{name!r} is {len(value)} characters long; at most {MAX_CHARS}")
             if not value.strip():
                 raise ApiError(422, f"{name!r} is empty")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate escape like "\ud800": JSON allows it, text cannot hold it
+                raise ApiError(422, f"{name!r} is not valid Unicode text") from None
     if "top_k" in data and not 1 <= data["top_k"] <= MAX_TOP_K:
         raise ApiError(422, f"'top_k' must be between 1 and {MAX_TOP_K}")
     return data
