@@ -48,6 +48,7 @@ def test_top_n_takes_the_most_frequent_words_of_the_training_data(tiny_run, tmp_
 def test_bad_requests_are_one_line_errors(tiny_run, tmp_path):
     out = str(tmp_path / "viz")
     assert_one_line_error(run_cli("viz", "embeddings", str(tiny_run), "--words", "girl,boy", "--out", out), "3 to 500")
+    assert_one_line_error(run_cli("viz", "embeddings", str(tiny_run), "--top", "9999", "--out", out), "3 to 500")
     assert_one_line_error(run_cli("viz", "embeddings", str(tiny_run), "--out", out), "--words")
     assert_one_line_error(run_cli("viz", "embeddings", str(tmp_path), "--top", "5", "--out", out), "config.yaml")
     assert not (tmp_path / "viz").exists()

@@ -151,6 +151,8 @@ def choose_words(run: LoadedRun, run_dir: Path, words: list[str] | None, top: in
     """The words given (deduplicated), or the `top` most frequent; 3 to 500 of them."""
     if (words is None) == (top is None):
         raise DataError("give either --words w1,w2,... or --top N")
+    if top is not None and not 3 <= top <= MAX_WORDS:
+        raise DataError(f"the plots need 3 to {MAX_WORDS} words, got --top {top}")
     chosen = list(dict.fromkeys(w.strip() for w in words if w.strip())) if words is not None else frequent_words(run, run_dir, top)
     if not 3 <= len(chosen) <= MAX_WORDS:
         raise DataError(f"the plots need 3 to {MAX_WORDS} words, got {len(chosen)}")
