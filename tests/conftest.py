@@ -59,3 +59,20 @@ def data_dir(tmp_path_factory):
     cfg = build_config(preset="tiny", overrides={"tokenizer": {"vocab_size": 600}, "data": {"seq_len": 32}})
     tokenizer = train_tokenizer(iter_documents([source], CorpusConfig()), cfg.tokenizer, root / "tok")
     return prepare([source], tokenizer, cfg.data, cfg.corpus, root / "data", progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(data_dir, tmp_path_factory):
+    """A tiny trained run (hidden 32, 6 steps, evaluations with fill-mask samples at steps 0, 3
+    and 6) for the tests that read runs: viz, report, serve, the page in a browser."""
+    from bertforge.config import build_config
+    from bertforge.train.loop import pretrain
+
+    cfg = build_config(preset="tiny", overrides={
+        "data": {"seq_len": 32},
+        "model": {"hidden_size": 32, "num_heads": 4, "intermediate_size": 64, "max_seq_len": 32},
+        "train": {"batch_size": 8, "max_steps": 6, "log_every_steps": 1, "eval_every_steps": 3, "eval_batches": 2},
+    })
+    out = tmp_path_factory.mktemp("tiny-run") / "run"
+    pretrain(cfg, data_dir, out, progress=False)
+    return out

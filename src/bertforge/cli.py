@@ -436,6 +436,34 @@ def cmd_plot(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- viz / report / serve
+
+
+def cmd_viz_embeddings(args) -> int:
+    from .infer import load_model_folder
+    from .viz import viz_embeddings
+
+    words = args.words.split(",") if args.words is not None else None
+    run, _ = load_model_folder(args.model, device=args.device)
+    paths = viz_embeddings(run, args.model, args.out, words, args.top)
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    out = write_report(args.run, args.out, texts=args.text, top=args.top, device=args.device)
+    log.info("wrote %s", out)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    return serve(args.model, host=args.host, port=args.port, device=args.device)
+
+
 # ---------------------------------------------------------------- bench
 
 
@@ -683,6 +711,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x", choices=("step", "tokens"), default="step", help="horizontal axis")
     add_common(p)
     p.set_defaults(func=cmd_plot)
+
+    viz = sub.add_parser("viz", help="pictures of what a model learned")
+    viz_sub = viz.add_subparsers(dest="viz_command", required=True, parser_class=Parser)
+    p = viz_sub.add_parser(
+        "embeddings", help="PCA scatter (PNG), interactive 3D scatter (HTML) and similarity heat map (PNG) of words",
+        epilog="examples:\n  bertforge viz embeddings runs/kant --words reason,understanding,sense,time,space --out viz\n"
+        "  bertforge viz embeddings runs/kant --top 80 --out viz",
+    )
+    p.add_argument("model", help="run folder (or fine-tuned folder)")
+    words = p.add_mutually_exclusive_group(required=True)
+    words.add_argument("--words", help="comma-separated words to place")
+    words.add_argument("--top", type=int, metavar="N", help="the N most frequent words of the training data")
+    p.add_argument("--out", required=True, help="folder for pca.png, pca3d.html and similarity.png")
+    p.add_argument("--device", default="auto")
+    add_common(p)
+    p.set_defaults(func=cmd_viz_embeddings)
+
+    p = sub.add_parser(
+        "report", help="one self-contained HTML page about a run: config, parameters, data, curves, metrics, samples",
+        epilog='example:\n  bertforge report runs/kant --out kant-report.html --text "The <mask> of pure reason."',
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--text", action="append", help="a sentence with <mask> to fill in as well (repeatable)")
+    p.add_argument("--top", type=int, default=40, metavar="N", help="words in the embedding plot (default: 40)")
+    p.add_argument("--device", default="auto")
+    add_common(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "serve", help="a local web page and JSON API to try a model: fill-mask, similarity, neighbours, classify",
+        epilog="examples:\n  bertforge serve runs/kant            # then open http://127.0.0.1:8000\n"
+        "  bertforge serve sst2-ft --port 8080",
+    )
+    p.add_argument("model", help="run folder or fine-tuned folder; the only model the server reads")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="auto")
+    add_common(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "bench", help="bertforge next to Hugging Face: same data, shape and settings, one run",

@@ -194,6 +194,7 @@ class TrainConfig:
     seed: int = 0  # seeds init, data order, masks and dropout
     eval_seed: int = 1234  # fixed masks for validation, so evaluations compare
     recipe: str = ""  # the `--budget` recipe this run follows (recipes/budget.yaml), for the record
+    fill_mask_samples: int = 3  # validation sentences whose masked word's top-3 guesses each evaluation logs (0 = none)
 
     def __post_init__(self) -> None:
         _positive("train", batch_size=self.batch_size, grad_accum_steps=self.grad_accum_steps, lr=self.lr)
@@ -208,6 +209,7 @@ class TrainConfig:
             max_tokens=self.max_tokens,
             max_time_s=self.max_time_s,
             eval_batches=self.eval_batches,
+            fill_mask_samples=self.fill_mask_samples,
         )
         check_choice("train", "schedule", self.schedule, ("linear", "cosine", "constant"))
         check_choice("train", "precision", self.precision, ("auto", "fp32", "bf16", "fp16"))

@@ -42,6 +42,22 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     return LoadedRun(config, model, load_tokenizer(run_dir / "tokenizer"), checkpoint, torch_device)
 
 
+def load_model_folder(path: str | Path, device: str = "auto"):
+    """(LoadedRun, None) for a pretraining run; (LoadedRun, Finetuned) for a fine-tuned folder, whose
+    LoadedRun wraps the classifier (it has `.encoder`, no MLM head) for embeddings and neighbours."""
+    from .config import DataConfig
+    from .finetune.config import LABELS_FILE
+    from .finetune.predict import load_finetuned
+
+    path = Path(path)
+    if not (path / LABELS_FILE).is_file():
+        return load_run(path, device), None
+    ft = load_finetuned(path, device)
+    data = DataConfig(seq_len=min(DataConfig.seq_len, ft.config.model.max_seq_len))
+    config = RunConfig(data=data, model=ft.config.model)
+    return LoadedRun(config, ft.model, ft.tokenizer, path, ft.device), ft
+
+
 def encode_with_masks(run: LoadedRun, text: str) -> list[int]:
     """Token ids of `text` where `[MASK]` or `<mask>` become the run's own mask token."""
     if not MASK_SPELLINGS.search(text):
@@ -118,10 +134,19 @@ def embed(run: LoadedRun, texts: list[str], pooling: str = "mean", batch_size: i
     return torch.cat(out).cpu().numpy()
 
 
+def word_pieces(run: LoadedRun, word: str) -> list[int]:
+    """The token ids of `word` as it appears inside a sentence: byte-level BPE spells that with
+    the space before it (`Ġreason`), its own vocabulary entry, not the pieces of `reason`."""
+    if run.tokenizer.kind == "bytelevel-bpe" and not word.startswith(" "):
+        word = " " + word
+    return run.tokenizer.encode(word, add_special_tokens=False)
+
+
 @torch.no_grad()
 def similar(run: LoadedRun, word: str, top_k: int = 10) -> list[dict]:
-    """Tokens whose input embeddings are closest (cosine) to `word`'s (the mean of its pieces)."""
-    pieces = run.tokenizer.encode(word, add_special_tokens=False)
+    """Tokens whose input embeddings are closest (cosine) to `word`'s (the mean of its pieces, as
+    inside a sentence)."""
+    pieces = word_pieces(run, word)
     if not word.strip() or not pieces:
         raise DataError("give a word to look up")
     table = run.model.encoder.embeddings.tokens.weight.float()  # (V, H)

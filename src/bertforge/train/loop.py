@@ -49,6 +49,7 @@ from .checkpoint import (
 )
 from .distributed import World
 from .metrics import MetricsWriter
+from .samples import log_samples
 from .schedule import lr_factor, planned_steps
 
 log = logging.getLogger(__name__)
@@ -382,6 +383,7 @@ def run_evaluation(t: Trainer) -> dict | None:
     )
     result = metrics_from_sums(t.world.sum_values(sums))
     t.metrics.write("validation", t.state.step, {**result, "tokens": t.state.tokens})
+    log_samples(t)  # fill-mask guesses on fixed validation sentences (rank 0)
     info(
         t, "step %d validation: loss %.4f  perplexity %.2f  masked accuracy %.4f",
         t.state.step, result["loss"], result["perplexity"], result["masked_accuracy"],

@@ -50,14 +50,21 @@ class MetricsWriter:
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     self.tb.add_scalar(f"{split}/{key}", value, step)
 
+    def text(self, tag: str, markdown: str, step: int) -> None:
+        """A text (Markdown) entry in TensorBoard's text tab, e.g. the fill-mask samples."""
+        if self.enabled and self.tb is not None:
+            self.tb.add_text(tag, markdown, step)
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
 
 
 def read_metrics(run_dir: Path, split: str | None = None) -> list[dict]:
+    """Records of `split` ("train", "validation", or "samples": the fill-mask guesses); without a
+    split, the records of numbers (train and validation), which readers of losses expect."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in records if split is None or r["split"] == split]
+    return [r for r in records if r["split"] == split or (split is None and r["split"] != "samples")]
