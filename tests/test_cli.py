@@ -207,13 +207,21 @@ def test_import_then_continue_pretraining_on_a_new_corpus(pipeline, tmp_path):
     assert json.loads((tmp_path / "adapted" / "run.json").read_text())["init_from"]
 
 
-def test_export_of_a_pre_ln_model_is_refused(tmp_path):
+def test_a_pre_ln_model_exports_as_roberta_prelayernorm_and_imports_back(tmp_path):
     r = run_cli("pretrain", *TINY, "--corpus", str(shared("kant/kant.txt")), "--set", "tokenizer.vocab_size=400",
                 "--set", "model.norm=pre", "--out", str(tmp_path / "run"), "--max-steps", "1")
     assert r.returncode == 0, r.stderr
-    r = run_cli("export", str(tmp_path / "run"), "--out", str(tmp_path / "hf"))
-    assert_one_line_error(r, "pre")
-    assert not (tmp_path / "hf").exists()
+    r = run_cli("export", str(tmp_path / "run"), "--out", str(tmp_path / "bert"), "--arch", "bert")
+    assert_one_line_error(r, "--arch roberta-prelayernorm")  # pre-LN has no BertForMaskedLM form
+    assert not (tmp_path / "bert").exists()
+    r = run_cli("export", str(tmp_path / "run"), "--out", str(tmp_path / "hf"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["architectures"] == ["RobertaPreLayerNormForMaskedLM"]
+    assert config["model_type"] == "roberta-prelayernorm"
+    r = run_cli("import", str(tmp_path / "hf"), "--out", str(tmp_path / "imported"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "norm: pre" in (tmp_path / "imported" / "config.yaml").read_text()
 
 
 def test_import_of_a_folder_that_is_not_a_model(tmp_path):

@@ -18,7 +18,9 @@ from bertforge.config import (
 )
 from bertforge.corpus import iter_documents
 from bertforge.errors import DataError
-from bertforge.export import export_run, from_hf_state_dict, hf_config, import_hf, init_run, to_hf_state_dict
+from bertforge.export import (
+    ARCHS, export_run, from_hf_state_dict, hf_config, import_hf, init_run, key_table, to_hf_state_dict,
+)
 from bertforge.files import load_tensors, read_json, save_tensors, write_json
 from bertforge.infer import fill_mask, load_run
 from bertforge.model import MaskedLM
@@ -54,18 +56,27 @@ def tokenizers(kant, tmp_path_factory):
     }
 
 
-def make_run(run_dir: Path, tokenizer, **model) -> Path:
-    """A run folder with random weights; biases and LayerNorms are perturbed too, so a swapped key shows."""
+def tiny_config(tokenizer, **model) -> ModelConfig:
     offset = tokenizer.pad_id + 1 if tokenizer.scheme == "roberta" else 0
-    cfg = ModelConfig(
+    return ModelConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
         max_seq_len=64, position_offset=offset, pad_id=tokenizer.pad_id, **model,
     )
-    torch.manual_seed(0)
-    net = MaskedLM(cfg)
+
+
+def perturbed(net: torch.nn.Module) -> torch.nn.Module:
+    """Biases and LayerNorms moved off their init too, so a swapped key shows."""
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.1 * torch.randn_like(p))
+    return net
+
+
+def make_run(run_dir: Path, tokenizer, **model) -> Path:
+    """A run folder with random weights."""
+    cfg = tiny_config(tokenizer, **model)
+    torch.manual_seed(0)
+    net = perturbed(MaskedLM(cfg))
     tok_cfg = TokenizerConfig(kind=tokenizer.kind, vocab_size=tokenizer.vocab_size)
     save_config(run_dir / "config.yaml", RunConfig(tokenizer=tok_cfg, data=DataConfig(seq_len=64), model=cfg))
     tokenizer.save(run_dir / "tokenizer")
@@ -108,7 +119,17 @@ CASES = {
     "bert-no-token-types": ("wordpiece", None, {"type_vocab_size": 0, "activation": "relu"}),
     "roberta-tokenizer-as-bert": ("bytelevel-bpe", "bert", {"type_vocab_size": 1, "activation": "silu"}),
     "bert-tokenizer-as-roberta": ("wordpiece", "roberta", {"type_vocab_size": 1}),
+    # Pre-LN exports as RobertaPreLayerNormForMaskedLM, with either tokenizer.
+    "pre-ln": ("bytelevel-bpe", None, {"norm": "pre", "type_vocab_size": 1, "layer_norm_eps": 1e-5}),
+    "pre-ln-wordpiece-token-types": ("wordpiece", None, {"norm": "pre", "type_vocab_size": 2}),
+    "pre-ln-wordpiece-no-token-types": ("wordpiece", "roberta-prelayernorm", {"norm": "pre", "type_vocab_size": 0}),
 }
+
+
+def expected_mlm_class(kind: str, arch: str | None, model: dict) -> str:
+    if arch == "roberta-prelayernorm" or model.get("norm") == "pre":
+        return "RobertaPreLayerNormForMaskedLM"
+    return "RobertaForMaskedLM" if (arch or ("roberta" if kind == "bytelevel-bpe" else "bert")) == "roberta" else "BertForMaskedLM"
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -122,8 +143,9 @@ def test_export_logits_match_transformers(case, tokenizers, tmp_path):
         hf_mlm = AutoModelForMaskedLM.from_pretrained(str(out)).eval()
         hf_tok = AutoTokenizer.from_pretrained(str(out))
     assert_clean_load(log.getvalue())
-    expected_class = "RobertaForMaskedLM" if (arch or run.tokenizer.scheme) == "roberta" else "BertForMaskedLM"
+    expected_class = expected_mlm_class(kind, arch, model)
     assert type(hf_mlm).__name__ == expected_class
+    assert read_json(out / "config.json")["architectures"] == [expected_class]
     # AutoTokenizer must give our ids.
     assert [hf_tok(s)["input_ids"] for s in SENTENCES] == [run.tokenizer.encode(s) for s in SENTENCES]
     enc = hf_tok(SENTENCES, padding=True, return_tensors="pt", return_token_type_ids=True)
@@ -172,7 +194,7 @@ def test_autotokenizer_gives_our_ids_on_real_text(kind, lowercase, hf_class, kan
     assert (hf_tok.mask_token_id, hf_tok.pad_token_id) == (ours.mask_id, ours.pad_id)
 
 
-@pytest.mark.parametrize("arch", ["bert", "roberta"])
+@pytest.mark.parametrize("arch", ["bert", "roberta", "roberta-prelayernorm"])
 def test_import_of_a_transformers_saved_model_keeps_its_logits(arch, tokenizers, tmp_path):
     """HF -> bertforge on a model transformers wrote itself (BertForPreTraining: pooler and NSP head included)."""
     import transformers
@@ -182,11 +204,16 @@ def test_import_of_a_transformers_saved_model_keeps_its_logits(arch, tokenizers,
     if arch == "bert":
         config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=64, **size)
         model = transformers.BertForPreTraining(config)
-    else:
+    elif arch == "roberta":
         config = transformers.RobertaConfig(
             vocab_size=tokenizer.vocab_size, max_position_embeddings=66, type_vocab_size=1, pad_token_id=1, **size
         )
         model = transformers.RobertaForMaskedLM(config)
+    else:
+        config = transformers.RobertaPreLayerNormConfig(
+            vocab_size=tokenizer.vocab_size, max_position_embeddings=66, type_vocab_size=1, pad_token_id=1, **size
+        )
+        model = transformers.RobertaPreLayerNormForMaskedLM(config)
     torch.manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
@@ -194,6 +221,7 @@ def test_import_of_a_transformers_saved_model_keeps_its_logits(arch, tokenizers,
     model.save_pretrained(tmp_path / "hf")
     tokenizer.tokenizer.save(str(tmp_path / "hf" / "tokenizer.json"))
     run = load_run(import_hf(tmp_path / "hf", tmp_path / "imported"), device="cpu")
+    assert run.config.model.norm == ("pre" if arch == "roberta-prelayernorm" else "post")
     ids = [run.tokenizer.encode(s) for s in SENTENCES]
     batch = torch.full((len(ids), max(map(len, ids))), run.tokenizer.pad_id)
     for row, seq in zip(batch, ids):
@@ -206,14 +234,16 @@ def test_import_of_a_transformers_saved_model_keeps_its_logits(arch, tokenizers,
     assert (ours - theirs)[mask.bool()].abs().max().item() < TOLERANCE
 
 
-@pytest.fixture(scope="module")
-def trained_run(kant, tokenizers, tmp_path_factory):
-    """A genuine run: 12 steps of pretraining on Kant, with validation metrics."""
-    root = tmp_path_factory.mktemp("trained")
+@pytest.fixture(scope="module", params=["post", "pre"])
+def trained_run(request, kant, tokenizers, tmp_path_factory):
+    """A genuine run: 12 steps of pretraining on Kant, with validation metrics; post-LN and pre-LN."""
+    root = tmp_path_factory.mktemp(f"trained-{request.param}")
     cfg = build_config(
         preset="tiny",
         overrides={
-            "model": {"hidden_size": 32, "num_heads": 4, "intermediate_size": 64, "max_seq_len": 64},
+            "model": {
+                "hidden_size": 32, "num_heads": 4, "intermediate_size": 64, "max_seq_len": 64, "norm": request.param,
+            },
             "data": {"seq_len": 32},
             "train": {
                 "batch_size": 8, "max_steps": 12, "eval_every_steps": 6, "eval_batches": 4, "lr": 3e-3, "warmup_steps": 2,
@@ -233,6 +263,8 @@ def test_fill_mask_pipeline_matches_bertforge(trained_run, tmp_path):
     with hf_log() as log:
         fill = pipeline("fill-mask", model=str(out), device="cpu")
     assert_clean_load(log.getvalue())
+    pre = run.config.model.norm == "pre"
+    assert type(fill.model).__name__ == ("RobertaPreLayerNormForMaskedLM" if pre else "RobertaForMaskedLM")
     texts = ("The <mask> of pure reason.", "Space and <mask> are forms of intuition, and the <mask> is a conception.")
     for text in texts:
         ours = fill_mask(run, text, top_k=5)
@@ -248,12 +280,22 @@ def test_model_card_reports_data_steps_and_validation(trained_run, tmp_path):
     card = (out / "README.md").read_text()
     last = read_metrics(trained_run, "validation")[-1]
     assert "pipeline_tag: fill-mask" in card and "## Intended use" in card
+    mlm_class = read_json(out / "config.json")["architectures"][0]
+    assert f"A {mlm_class} (2 layers" in card and f"{load_config(trained_run / 'config.yaml').model.norm}-LN" in card
     assert "`kant.txt`" in card and "steps: 12;" in card
     assert f"{last['loss']:.4f}" in card and f"{last['masked_accuracy']:.4f}" in card
 
 
-def test_import_export_round_trip_is_identical(tokenizers, tmp_path):
-    run = make_run(tmp_path / "run", tokenizers["wordpiece"], type_vocab_size=2)
+@pytest.mark.parametrize(
+    "kind, model",
+    [
+        ("wordpiece", {"type_vocab_size": 2}),
+        ("bytelevel-bpe", {"norm": "pre", "type_vocab_size": 1}),
+        ("wordpiece", {"norm": "pre", "type_vocab_size": 2}),
+    ],
+)
+def test_import_export_round_trip_is_identical(kind, model, tokenizers, tmp_path):
+    run = make_run(tmp_path / "run", tokenizers[kind], **model)
     first = export_run(run, tmp_path / "hf1")
     imported = import_hf(first, tmp_path / "imported")
     second = export_run(imported, tmp_path / "hf2")
@@ -263,7 +305,15 @@ def test_import_export_round_trip_is_identical(tokenizers, tmp_path):
         assert (first / name).read_text() == (second / name).read_text(), name
     original = load_tensors(run / "checkpoints/step-00000007/model.safetensors")
     back = load_tensors(imported / "checkpoints/step-00000000/model.safetensors")
-    assert original.keys() == back.keys() and all(torch.equal(original[k], back[k]) for k in original)
+    cfg, back_cfg = load_config(run / "config.yaml").model, load_config(imported / "config.yaml").model
+    # A WordPiece run numbers positions from 0; as RoBERTa-PreLayerNorm (from padding_idx + 1) it comes
+    # back with that offset and zero rows in front: the same function, the same weights.
+    shift = back_cfg.position_offset - cfg.position_offset
+    assert back_cfg == replace(cfg, position_offset=cfg.position_offset + shift)
+    assert shift == (1 if (kind, model.get("norm")) == ("wordpiece", "pre") else 0)
+    positions = "encoder.embeddings.positions.weight"
+    assert torch.equal(back[positions][shift:], original[positions]) and not back[positions][:shift].any()
+    assert original.keys() == back.keys() and all(torch.equal(original[k], back[k]) for k in original if k != positions)
 
 
 def test_import_drops_pooler_and_nsp_head_of_bert_for_pretraining(tokenizers, tmp_path, caplog):
@@ -311,13 +361,75 @@ def test_pretrain_init_from_imported_model_continues_from_its_weights(kant, toke
     assert "steps: 2;" in card
 
 
-def test_pre_ln_and_roberta_with_other_activations_are_refused(tokenizers, tmp_path):
+# name: (tokenizer kind, task, model settings); all pre-LN
+FINETUNED_CASES = {
+    "classify": ("bytelevel-bpe", "classify", {"type_vocab_size": 1}),
+    "classify-pairs-wordpiece-token-types": ("wordpiece", "classify", {"type_vocab_size": 2}),
+    "ner": ("bytelevel-bpe", "ner", {"type_vocab_size": 1}),
+    # No MLM head, so RobertaLMHead's fixed GELU does not matter: the FFN's activation is hidden_act.
+    "ner-relu": ("bytelevel-bpe", "ner", {"type_vocab_size": 1, "activation": "relu"}),
+}
+
+
+@pytest.mark.parametrize("case", FINETUNED_CASES)
+def test_pre_ln_fine_tuned_model_exports_as_roberta_prelayernorm_with_equal_logits(case, tokenizers, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    from bertforge.finetune.config import FinetuneConfig, FinetuneRunConfig
+    from bertforge.finetune.model import Classifier
+    from bertforge.finetune.predict import load_finetuned
+
+    kind, task, model = FINETUNED_CASES[case]
+    tokenizer, labels = tokenizers[kind], (["neg", "pos"] if task == "classify" else ["O", "B-PER", "I-PER"])
+    cfg = tiny_config(tokenizer, norm="pre", **model)
+    folder = tmp_path / "ft"
+    torch.manual_seed(0)
+    save_config(folder / "config.yaml", FinetuneRunConfig(finetune=FinetuneConfig(task=task), model=cfg))
+    write_json(folder / "labels.json", {"task": task, "labels": labels})
+    tokenizer.save(folder / "tokenizer")
+    save_tensors(folder / "model.safetensors", perturbed(Classifier(cfg, len(labels), task)).state_dict())
+    ft = load_finetuned(folder, device="cpu")
+
+    out = export_run(folder, tmp_path / "hf")
+    auto = AutoModelForSequenceClassification if task == "classify" else AutoModelForTokenClassification
+    with hf_log() as log:
+        hf_model = auto.from_pretrained(str(out)).eval()
+        hf_tok = AutoTokenizer.from_pretrained(str(out))
+    assert_clean_load(log.getvalue())
+    kind_of_head = "SequenceClassification" if task == "classify" else "TokenClassification"
+    assert type(hf_model).__name__ == f"RobertaPreLayerNormFor{kind_of_head}"
+    assert hf_model.config.id2label == dict(enumerate(labels))
+    pairs = ["A second text.", "And another one, rather longer than the first.", "Third."] if "pairs" in case else None
+    enc = hf_tok(SENTENCES, pairs, padding=True, return_tensors="pt")
+    assert enc["attention_mask"].eq(0).any()
+    for row, (text, pair) in enumerate(zip(SENTENCES, pairs or [None] * len(SENTENCES))):
+        ours_ids = ft.tokenizer.tokenizer.encode(text, pair)
+        assert enc["input_ids"][row][enc["attention_mask"][row].bool()].tolist() == ours_ids.ids
+    if cfg.type_vocab_size == 2:  # segment ids reach the model, as in bertforge's fine-tuning
+        assert enc["token_type_ids"].eq(1).any()
+    with torch.no_grad():
+        ours = ft.model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+        theirs = hf_model(**enc).logits
+    real = enc["attention_mask"].bool() if task == "ner" else slice(None)
+    diff = (ours - theirs)[real].abs().max().item()
+    print(f"fine-tuned {case}: max abs logit difference {diff:.2e}")
+    assert diff < TOLERANCE
+
+
+def test_norm_and_activation_an_arch_cannot_express_are_refused(tokenizers, tmp_path):
     pre = make_run(tmp_path / "pre", tokenizers["wordpiece"], norm="pre")
-    with pytest.raises(DataError, match="pre-LN"):
-        export_run(pre, tmp_path / "hf")
+    for arch in ("bert", "roberta"):  # pre-LN only as RobertaPreLayerNorm
+        with pytest.raises(DataError, match="pre-LN .* --arch roberta-prelayernorm"):
+            export_run(pre, tmp_path / "hf", arch=arch)
+    post = make_run(tmp_path / "post", tokenizers["bytelevel-bpe"])
+    with pytest.raises(DataError, match="post-LN .* --arch bert or --arch roberta"):
+        export_run(post, tmp_path / "hf", arch="roberta-prelayernorm")
     relu = make_run(tmp_path / "relu", tokenizers["bytelevel-bpe"], activation="relu")
     with pytest.raises(DataError, match="--arch bert"):
         export_run(relu, tmp_path / "hf")
+    pre_relu = make_run(tmp_path / "pre-relu", tokenizers["bytelevel-bpe"], norm="pre", activation="relu")
+    with pytest.raises(DataError, match="exact GELU.*cannot be exported"):
+        export_run(pre_relu, tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
 
 
@@ -397,13 +509,23 @@ def test_legacy_pytorch_model_bin_is_read_without_unpickling_code(tokenizers, tm
 
 def test_key_table_is_one_table_read_both_ways(tokenizers):
     """to_hf then from_hf is the identity on every tensor, for both arches and without token types."""
-    for arch, types in (("bert", 0), ("bert", 2), ("roberta", 1)):
+    cases = [("bert", 0, "post"), ("bert", 2, "post"), ("roberta", 1, "post"), ("roberta-prelayernorm", 1, "pre"),
+             ("roberta-prelayernorm", 0, "pre")]
+    for arch, types, norm in cases:
         cfg = ModelConfig(
             vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, max_seq_len=16,
-            position_offset=2 if arch == "roberta" else 0, type_vocab_size=types, pad_id=1,
+            position_offset=2 if arch != "bert" else 0, type_vocab_size=types, pad_id=1, norm=norm,
         )
         state = {k: torch.randn_like(v) for k, v in MaskedLM(cfg).state_dict().items()}
-        back = from_hf_state_dict(to_hf_state_dict(state, cfg, arch), cfg, arch)
+        hf = to_hf_state_dict(state, cfg, arch)
+        back = from_hf_state_dict(hf, cfg, arch)
         assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
-    config = hf_config(cfg, tokenizers["bytelevel-bpe"], "roberta")
+        # Every tensor of ours has exactly one HF home, no two share one.
+        names = [n for v in key_table(cfg, arch).values() for n in (v if isinstance(v, tuple) else (v,))]
+        assert len(names) == len(set(names)) and set(names) <= set(hf)
+    assert key_table(cfg, arch)["encoder.final_norm.weight"] == "roberta_prelayernorm.LayerNorm.weight"
+    assert key_table(cfg, arch)["encoder.layers.1.ffn_norm.bias"] == "roberta_prelayernorm.encoder.layer.1.intermediate.LayerNorm.bias"
+    assert ARCHS[arch].head == ARCHS["roberta"].head
+    config = hf_config(cfg, tokenizers["bytelevel-bpe"], arch)
     assert config["max_position_embeddings"] == 18 and json.dumps(config)
+    assert config["model_type"] == "roberta-prelayernorm" and config["architectures"] == ["RobertaPreLayerNormForMaskedLM"]

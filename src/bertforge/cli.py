@@ -636,12 +636,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", help="run folder (its latest checkpoint) or a fine-tuned folder from `bertforge finetune`")
     p.add_argument("--out", required=True, help="folder to write")
-    p.add_argument("--arch", choices=("bert", "roberta"), help="default: roberta for byte-level BPE, bert for WordPiece")
+    p.add_argument("--arch", choices=("bert", "roberta", "roberta-prelayernorm"),
+                   help="default: roberta-prelayernorm for a pre-LN model (model.norm=pre), else roberta for "
+                   "byte-level BPE, bert for WordPiece")
     add_common(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
-        "import", help="turn a Hugging Face BERT/RoBERTa MLM folder into a bertforge run",
+        "import", help="turn a Hugging Face BERT/RoBERTa/RoBERTa-PreLayerNorm MLM folder into a bertforge run",
         epilog="example:\n  bertforge import ./roberta-base --out base-run\n"
         "  bertforge pretrain --init-from base-run --corpus my-domain.txt --out adapted --max-steps 2000",
     )

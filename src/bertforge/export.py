@@ -1,4 +1,5 @@
-"""Hugging Face interop: our MaskedLM <-> `BertForMaskedLM` / `RobertaForMaskedLM`, one key table.
+"""Hugging Face interop: our MaskedLM <-> `BertForMaskedLM` / `RobertaForMaskedLM` /
+`RobertaPreLayerNormForMaskedLM`, one key table per architecture, read both ways.
 
 `export_run` writes a folder that `from_pretrained` reads offline (config.json, model.safetensors,
 tokenizer files, README.md model card); `import_hf` turns such a folder into a bertforge run, so
@@ -8,11 +9,15 @@ Both sides compute the same function; only names and layout differ:
 - our fused QKV (3H, H), rows in q, k, v order, is HF's three (H, H) query / key / value;
 - the decoder is tied to the token embedding on both sides, and HF also ties `decoder.bias` to the
   head's `bias`, so the file holds neither decoder tensor (as HF's own `save_pretrained` writes it);
-- HF RoBERTa numbers positions from padding_idx + 1, HF BERT from 0; when our `position_offset`
-  differs, the position table moves by whole rows (rows no real token reads are dropped or zero);
+- HF RoBERTa (and RoBERTa-PreLayerNorm) numbers positions from padding_idx + 1, HF BERT from 0; when
+  our `position_offset` differs, the position table moves by whole rows (rows no real token reads
+  are dropped or zero);
 - HF always adds `token_type_embeddings[0]`, so a model without token types exports one zero row;
-- `RobertaLMHead` hard-codes exact GELU, so other activations need `--arch bert`.
-Pre-LN has no BERT/RoBERTa equivalent in transformers and is refused.
+- post-LN models are BERT or RoBERTa; pre-LN models (`model.norm: pre`) are RoBERTa-PreLayerNorm,
+  whose layers hold the LayerNorm before attention (`attention.LayerNorm`) and before the FFN
+  (`intermediate.LayerNorm`), with the final LayerNorm on the encoder output (`<prefix>.LayerNorm`);
+- `RobertaLMHead` hard-codes exact GELU, so other activations need `--arch bert` (post-LN only:
+  a pre-LN model with another activation has no transformers equivalent and is refused).
 Hugging Face names appear only in this module.
 """
 
@@ -23,7 +28,7 @@ import logging
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,14 +43,60 @@ log = logging.getLogger(__name__)
 IMPORT_FILE = "import.json"  # in a run made by `import_hf`: where its weights came from
 
 
+# Ours -> HF (after the arch prefix). `{i}` is the layer index, `{w}` weight or bias. A tuple is
+# one fused tensor of ours, split along dim 0 into those HF tensors, in that order.
+EMBEDDING_KEYS = {
+    "encoder.embeddings.tokens.weight": "embeddings.word_embeddings.weight",
+    "encoder.embeddings.positions.weight": "embeddings.position_embeddings.weight",
+    "encoder.embeddings.token_types.weight": "embeddings.token_type_embeddings.weight",
+    "encoder.embeddings.norm.weight": "embeddings.LayerNorm.weight",
+    "encoder.embeddings.norm.bias": "embeddings.LayerNorm.bias",
+}
+_QKV = tuple(f"encoder.layer.{{i}}.attention.self.{name}.{{w}}" for name in ("query", "key", "value"))
+# Post-LN (BERT, RoBERTa): each LayerNorm sits after its residual add, in the branch's output module.
+POST_LN_LAYER_KEYS: dict[str, str | tuple[str, ...]] = {
+    "encoder.layers.{i}.attention.qkv.{w}": _QKV,
+    "encoder.layers.{i}.attention.out.{w}": "encoder.layer.{i}.attention.output.dense.{w}",
+    "encoder.layers.{i}.attention_norm.{w}": "encoder.layer.{i}.attention.output.LayerNorm.{w}",
+    "encoder.layers.{i}.ffn.up.{w}": "encoder.layer.{i}.intermediate.dense.{w}",
+    "encoder.layers.{i}.ffn.down.{w}": "encoder.layer.{i}.output.dense.{w}",
+    "encoder.layers.{i}.ffn_norm.{w}": "encoder.layer.{i}.output.LayerNorm.{w}",
+}
+# Pre-LN (RoBERTa-PreLayerNorm): the LayerNorm before attention is `attention.LayerNorm`, the one
+# before the FFN `intermediate.LayerNorm`; `attention.output` and `output` are dense + residual only.
+PRE_LN_LAYER_KEYS: dict[str, str | tuple[str, ...]] = {
+    "encoder.layers.{i}.attention.qkv.{w}": _QKV,
+    "encoder.layers.{i}.attention.out.{w}": "encoder.layer.{i}.attention.output.dense.{w}",
+    "encoder.layers.{i}.attention_norm.{w}": "encoder.layer.{i}.attention.LayerNorm.{w}",
+    "encoder.layers.{i}.ffn.up.{w}": "encoder.layer.{i}.intermediate.dense.{w}",
+    "encoder.layers.{i}.ffn.down.{w}": "encoder.layer.{i}.output.dense.{w}",
+    "encoder.layers.{i}.ffn_norm.{w}": "encoder.layer.{i}.intermediate.LayerNorm.{w}",
+}
+# RoBERTa's lm_head, shared by RoBERTa-PreLayerNorm.
+ROBERTA_HEAD = {
+    "head.dense.weight": "lm_head.dense.weight",
+    "head.dense.bias": "lm_head.dense.bias",
+    "head.norm.weight": "lm_head.layer_norm.weight",
+    "head.norm.bias": "lm_head.layer_norm.bias",
+    "head.bias": "lm_head.bias",
+}
+ROBERTA_DECODER = ("lm_head.decoder.weight", "lm_head.decoder.bias")
+
+
 @dataclass(frozen=True)
 class Arch:
-    """Where one Hugging Face architecture keeps things."""
+    """Where one Hugging Face architecture keeps things, and what it computes."""
 
     prefix: str  # encoder prefix inside the MLM checkpoint
     mlm_class: str  # the `architectures` entry of config.json
     head: dict[str, str]  # our MLMHead parameters -> HF names
     decoder: tuple[str, str]  # HF's tied decoder weight and bias (not in our files, dropped on import)
+    norm: str  # the model.norm it computes: "post" or "pre"
+    layers: dict[str, str | tuple[str, ...]]  # our per-layer parameters -> HF's (after the prefix)
+    final: dict[str, str] = field(default_factory=dict)  # ours after the last layer -> HF's (after the prefix)
+    positions_after_pad: bool = False  # positions numbered from padding_idx + 1 (RoBERTa), else from 0
+    gelu_head: bool = False  # the MLM head hard-codes exact GELU (RobertaLMHead)
+    default_pad_id: int = 0  # pad_token_id when config.json leaves it out
 
 
 ARCHS = {
@@ -60,40 +111,35 @@ ARCHS = {
             "head.bias": "cls.predictions.bias",
         },
         decoder=("cls.predictions.decoder.weight", "cls.predictions.decoder.bias"),
+        norm="post",
+        layers=POST_LN_LAYER_KEYS,
     ),
     "roberta": Arch(
         prefix="roberta.",
         mlm_class="RobertaForMaskedLM",
-        head={
-            "head.dense.weight": "lm_head.dense.weight",
-            "head.dense.bias": "lm_head.dense.bias",
-            "head.norm.weight": "lm_head.layer_norm.weight",
-            "head.norm.bias": "lm_head.layer_norm.bias",
-            "head.bias": "lm_head.bias",
-        },
-        decoder=("lm_head.decoder.weight", "lm_head.decoder.bias"),
+        head=ROBERTA_HEAD,
+        decoder=ROBERTA_DECODER,
+        norm="post",
+        layers=POST_LN_LAYER_KEYS,
+        positions_after_pad=True,
+        gelu_head=True,
+        default_pad_id=1,
+    ),
+    "roberta-prelayernorm": Arch(
+        prefix="roberta_prelayernorm.",
+        mlm_class="RobertaPreLayerNormForMaskedLM",
+        head=ROBERTA_HEAD,
+        decoder=ROBERTA_DECODER,
+        norm="pre",
+        layers=PRE_LN_LAYER_KEYS,
+        final={"encoder.final_norm.weight": "LayerNorm.weight", "encoder.final_norm.bias": "LayerNorm.bias"},
+        positions_after_pad=True,
+        gelu_head=True,
+        default_pad_id=1,
     ),
 }
+PRE_LN_ARCH = "roberta-prelayernorm"
 
-# Ours -> HF (after the arch prefix). `{i}` is the layer index, `{w}` weight or bias. A tuple is
-# one fused tensor of ours, split along dim 0 into those HF tensors, in that order.
-EMBEDDING_KEYS = {
-    "encoder.embeddings.tokens.weight": "embeddings.word_embeddings.weight",
-    "encoder.embeddings.positions.weight": "embeddings.position_embeddings.weight",
-    "encoder.embeddings.token_types.weight": "embeddings.token_type_embeddings.weight",
-    "encoder.embeddings.norm.weight": "embeddings.LayerNorm.weight",
-    "encoder.embeddings.norm.bias": "embeddings.LayerNorm.bias",
-}
-LAYER_KEYS: dict[str, str | tuple[str, ...]] = {
-    "encoder.layers.{i}.attention.qkv.{w}": tuple(
-        f"encoder.layer.{{i}}.attention.self.{name}.{{w}}" for name in ("query", "key", "value")
-    ),
-    "encoder.layers.{i}.attention.out.{w}": "encoder.layer.{i}.attention.output.dense.{w}",
-    "encoder.layers.{i}.attention_norm.{w}": "encoder.layer.{i}.attention.output.LayerNorm.{w}",
-    "encoder.layers.{i}.ffn.up.{w}": "encoder.layer.{i}.intermediate.dense.{w}",
-    "encoder.layers.{i}.ffn.down.{w}": "encoder.layer.{i}.output.dense.{w}",
-    "encoder.layers.{i}.ffn_norm.{w}": "encoder.layer.{i}.output.LayerNorm.{w}",
-}
 TOKENS, POSITIONS, TOKEN_TYPES = (
     "encoder.embeddings.tokens.weight", "encoder.embeddings.positions.weight", "encoder.embeddings.token_types.weight"
 )
@@ -116,7 +162,6 @@ HF_DEFAULTS = {
     "layer_norm_eps": 1e-12,
     "initializer_range": 0.02,
 }
-DEFAULT_PAD_ID = {"bert": 0, "roberta": 1}
 
 
 # ---------------------------------------------------------------- the key table
@@ -135,7 +180,7 @@ def hf_name(arch: str, ours: str) -> str:
 
 def hf_position_offset(cfg: ModelConfig, arch: str) -> int:
     """Row of HF's position table the first token reads: padding_idx + 1 (RoBERTa) or 0 (BERT)."""
-    return cfg.pad_id + 1 if arch == "roberta" else 0
+    return cfg.pad_id + 1 if _arch(arch).positions_after_pad else 0
 
 
 def key_table(cfg: ModelConfig, arch: str, mlm_head: bool = True) -> dict[str, str | tuple[str, ...]]:
@@ -148,24 +193,31 @@ def key_table(cfg: ModelConfig, arch: str, mlm_head: bool = True) -> dict[str, s
     for i in range(cfg.num_layers):
         for w in ("weight", "bias"):
             name = lambda pattern: a.prefix + pattern.format(i=i, w=w)  # noqa: E731
-            for ours, theirs in LAYER_KEYS.items():
+            for ours, theirs in a.layers.items():
                 table[ours.format(i=i, w=w)] = tuple(map(name, theirs)) if isinstance(theirs, tuple) else name(theirs)
+    table.update({ours: a.prefix + theirs for ours, theirs in a.final.items()})
     return {**table, **a.head} if mlm_head else table
 
 
-def check_exportable(cfg: ModelConfig, arch: str) -> None:
-    """Refuse what BertForMaskedLM / RobertaForMaskedLM cannot compute."""
-    _arch(arch)
-    if cfg.norm == "pre":
+def check_exportable(cfg: ModelConfig, arch: str, mlm_head: bool = True) -> None:
+    """Refuse what the chosen architecture cannot compute (the MLM head's activation only with the head)."""
+    a = _arch(arch)
+    if cfg.norm == "pre" and a.norm != "pre":
         raise DataError(
-            "this model is pre-LN (model.norm: pre), which neither BertForMaskedLM nor RobertaForMaskedLM "
-            "can express; only post-LN models can be exported to Hugging Face"
+            f"this model is pre-LN (model.norm: pre), which {a.mlm_class} cannot express; "
+            f"export it with --arch {PRE_LN_ARCH} ({ARCHS[PRE_LN_ARCH].mlm_class})"
         )
-    if arch == "roberta" and cfg.activation != "gelu":
+    if cfg.norm != "pre" and a.norm == "pre":
         raise DataError(
-            f"RobertaForMaskedLM's head always uses exact GELU, but this model uses {cfg.activation}; "
-            "export with --arch bert"
+            f"this model is post-LN (model.norm: {cfg.norm}), but {a.mlm_class} is pre-LN; "
+            "export it with --arch bert or --arch roberta"
         )
+    if mlm_head and a.gelu_head and cfg.activation != "gelu":
+        way_out = (
+            "export with --arch bert" if a.norm == "post"
+            else "transformers has no pre-LN masked LM for other activations, so this model cannot be exported"
+        )
+        raise DataError(f"{a.mlm_class}'s head always uses exact GELU, but this model uses {cfg.activation}; {way_out}")
 
 
 def _shift_rows(table: torch.Tensor, shift: int) -> torch.Tensor:
@@ -180,7 +232,7 @@ def to_hf_state_dict(
 ) -> dict[str, torch.Tensor]:
     """Our MaskedLM state dict -> HF `{Arch}ForMaskedLM` tensors (the tied decoder left out, as HF
     saves it); with `mlm_head=False` only the encoder's, for a fine-tuned model's own head."""
-    check_exportable(cfg, arch)
+    check_exportable(cfg, arch, mlm_head)
     out: dict[str, torch.Tensor] = {}
     for ours, theirs in key_table(cfg, arch, mlm_head).items():
         if isinstance(theirs, tuple):
@@ -269,9 +321,9 @@ def _few(keys: list[str], n: int = 3) -> str:
 # ---------------------------------------------------------------- config.json
 
 
-def hf_config(cfg: ModelConfig, tokenizer: TextTokenizer, arch: str) -> dict:
-    """The config.json of the exported model."""
-    check_exportable(cfg, arch)
+def hf_config(cfg: ModelConfig, tokenizer: TextTokenizer, arch: str, mlm_head: bool = True) -> dict:
+    """The config.json of the exported model (`mlm_head=False`: of a fine-tuned one, without the MLM head)."""
+    check_exportable(cfg, arch, mlm_head)
     return {
         "architectures": [ARCHS[arch].mlm_class],
         "model_type": arch,
@@ -297,15 +349,19 @@ def hf_config(cfg: ModelConfig, tokenizer: TextTokenizer, arch: str) -> dict:
 
 
 def model_config_from_hf(hf_cfg: dict) -> ModelConfig:
-    """Our ModelConfig for a BERT/RoBERTa config.json; DataError for what our model cannot compute."""
+    """Our ModelConfig for a BERT/RoBERTa/RoBERTa-PreLayerNorm config.json (the last a pre-LN model);
+    DataError for what our model cannot compute."""
     arch = hf_cfg.get("model_type")
     if arch not in ARCHS:
-        raise DataError(f"config.json: model_type {arch!r} is not supported; bertforge imports bert and roberta MLMs")
+        raise DataError(
+            f"config.json: model_type {arch!r} is not supported; bertforge imports {', '.join(ARCHS)} MLMs"
+        )
+    a = ARCHS[arch]
     _refuse_unsupported(hf_cfg)
     get = lambda key: hf_cfg[key] if hf_cfg.get(key) is not None else HF_DEFAULTS[key]  # noqa: E731
     pad_id = hf_cfg.get("pad_token_id")
-    pad_id = DEFAULT_PAD_ID[arch] if pad_id is None else pad_id
-    offset = pad_id + 1 if arch == "roberta" else 0
+    pad_id = a.default_pad_id if pad_id is None else pad_id
+    offset = pad_id + 1 if a.positions_after_pad else 0
     try:
         return ModelConfig(
             vocab_size=hf_cfg["vocab_size"],
@@ -317,7 +373,7 @@ def model_config_from_hf(hf_cfg: dict) -> ModelConfig:
             position_offset=offset,
             type_vocab_size=get("type_vocab_size"),
             pad_id=pad_id,
-            norm="post",
+            norm=a.norm,
             activation=FROM_HF_ACTIVATIONS[get("hidden_act")],
             hidden_dropout=get("hidden_dropout_prob"),
             attention_dropout=get("attention_probs_dropout_prob"),
@@ -344,8 +400,11 @@ def _refuse_unsupported(hf_cfg: dict) -> None:
 # ---------------------------------------------------------------- tokenizer files
 
 
-def default_arch(tokenizer: TextTokenizer) -> str:
-    """RoBERTa for RoBERTa-style specials (byte-level BPE by default), BERT for BERT's (WordPiece)."""
+def default_arch(tokenizer: TextTokenizer, cfg: ModelConfig | None = None) -> str:
+    """RoBERTa-PreLayerNorm for a pre-LN model (whatever its tokenizer); else RoBERTa for RoBERTa-style
+    specials (byte-level BPE by default), BERT for BERT's (WordPiece)."""
+    if cfg is not None and cfg.norm == "pre":
+        return PRE_LN_ARCH
     return "roberta" if tokenizer.scheme == "roberta" else "bert"
 
 
@@ -356,7 +415,11 @@ def tokenizer_files(tokenizer: TextTokenizer, cfg: ModelConfig, arch: str) -> di
         "bos_token": s["bos"], "eos_token": s["eos"], "unk_token": s["unk"], "sep_token": s["eos"],
         "pad_token": s["pad"], "cls_token": s["bos"], "mask_token": s["mask"],
     }
-    inputs = ["input_ids", "attention_mask"] if arch == "roberta" else ["input_ids", "token_type_ids", "attention_mask"]
+    # BERT always takes token types. The RoBERTa family takes them only where they can differ from
+    # type 0: a BERT-scheme tokenizer (its pair template marks the second text 1) feeding a model
+    # with segment embeddings, as our fine-tuning feeds them.
+    types = arch == "bert" or (tokenizer.scheme == "bert" and cfg.type_vocab_size >= 2)
+    inputs = ["input_ids", "token_type_ids", "attention_mask"] if types else ["input_ids", "attention_mask"]
     config = {
         **_tokenizer_class(tokenizer),
         **roles,
@@ -394,13 +457,18 @@ def _tokenizer_class(tokenizer: TextTokenizer) -> dict:
 
 # ---------------------------------------------------------------- export a fine-tuned model
 
-# Our fine-tuning heads (finetune/model.py) -> HF's: RoBERTa's classification head is dense + tanh +
-# out_proj; BERT computes the same as pooler (dense + tanh) + classifier.
+# Our fine-tuning heads (finetune/model.py) -> HF's: RoBERTa's (and RoBERTa-PreLayerNorm's)
+# classification head is dense + tanh + out_proj; BERT computes the same as pooler (dense + tanh) + classifier.
 TASK_HEADS = {
     ("roberta", "classify"): ("RobertaForSequenceClassification", {"head.dense": "classifier.dense", "head.out_proj": "classifier.out_proj"}),
     ("bert", "classify"): ("BertForSequenceClassification", {"head.dense": "bert.pooler.dense", "head.out_proj": "classifier"}),
     ("roberta", "ner"): ("RobertaForTokenClassification", {"head.out_proj": "classifier"}),
     ("bert", "ner"): ("BertForTokenClassification", {"head.out_proj": "classifier"}),
+    ("roberta-prelayernorm", "classify"): (
+        "RobertaPreLayerNormForSequenceClassification",
+        {"head.dense": "classifier.dense", "head.out_proj": "classifier.out_proj"},
+    ),
+    ("roberta-prelayernorm", "ner"): ("RobertaPreLayerNormForTokenClassification", {"head.out_proj": "classifier"}),
 }
 
 
@@ -416,7 +484,7 @@ def finetuned_to_hf(ft, arch: str) -> tuple[dict[str, torch.Tensor], dict]:
     for ours, theirs in head.items():
         for w in ("weight", "bias"):
             tensors[f"{theirs}.{w}"] = state[f"{ours}.{w}"].contiguous()
-    config = {**hf_config(cfg, ft.tokenizer, arch), "architectures": [hf_class]}
+    config = {**hf_config(cfg, ft.tokenizer, arch, mlm_head=False), "architectures": [hf_class]}
     config["id2label"] = {str(i): str(label) for i, label in enumerate(ft.labels)}
     config["label2id"] = {str(label): i for i, label in enumerate(ft.labels)}
     if task == "classify":
@@ -440,7 +508,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, arch: str | None = None
 
     run = load_run(run_dir, device="cpu")
     cfg, tokenizer = run.config.model, run.tokenizer
-    arch = arch or default_arch(tokenizer)
+    arch = arch or default_arch(tokenizer, cfg)
     check_exportable(cfg, arch)
     tmp = files.make_tmp_dir(out_dir)
     try:
@@ -464,7 +532,7 @@ def export_finetuned(ft_dir: Path, out_dir: Path, arch: str | None) -> Path:
     from .finetune import load_finetuned
 
     ft = load_finetuned(ft_dir, device="cpu")
-    arch = arch or default_arch(ft.tokenizer)
+    arch = arch or default_arch(ft.tokenizer, ft.config.model)
     tensors, config = finetuned_to_hf(ft, arch)
     tmp = files.make_tmp_dir(out_dir)
     try:
@@ -587,7 +655,8 @@ def _evaluation_section(run_dir: Path, checkpoint: Path) -> str:
 
 
 def import_hf(hf_dir: str | Path, out_run: str | Path) -> Path:
-    """Turn a BERT/RoBERTa masked-LM folder into a bertforge run: config.yaml, tokenizer/, a step-0 checkpoint.
+    """Turn a BERT/RoBERTa/RoBERTa-PreLayerNorm masked-LM folder into a bertforge run: config.yaml,
+    tokenizer/, a step-0 checkpoint.
 
     `load_run`, `fill-mask`, `evaluate`, `export` and `pretrain --init-from` then work on it.
     """
