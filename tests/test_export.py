@@ -127,9 +127,11 @@ CASES = {
 
 
 def expected_mlm_class(kind: str, arch: str | None, model: dict) -> str:
-    if arch == "roberta-prelayernorm" or model.get("norm") == "pre":
+    """Pre-LN: RoBERTa-PreLayerNorm whatever the tokenizer; post-LN: --arch, else by the tokenizer."""
+    if model.get("norm") == "pre":
         return "RobertaPreLayerNormForMaskedLM"
-    return "RobertaForMaskedLM" if (arch or ("roberta" if kind == "bytelevel-bpe" else "bert")) == "roberta" else "BertForMaskedLM"
+    arch = arch or ("roberta" if kind == "bytelevel-bpe" else "bert")
+    return {"bert": "BertForMaskedLM", "roberta": "RobertaForMaskedLM"}[arch]
 
 
 @pytest.mark.parametrize("case", CASES)
