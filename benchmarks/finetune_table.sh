@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The README's fine-tuning table: four tasks, each fine-tuned from MODEL and, with --baselines,
+# from a random init of the same shape (plus TF-IDF + logistic regression for the classifiers).
+#   bash benchmarks/finetune_table.sh MODEL OUT [SHARED_DATA]
+set -euo pipefail
+model=$1; out=$2; data=${3:-../shared/data}
+mkdir -p "$out"
+ft() { local name=$1; shift; /usr/bin/time -f "$name %e s" bertforge "$@" --baselines --quiet --json > "$out/$name.json"; }
+# Twitter entity sentiment: 4 classes, the text is the pair (entity, tweet); headerless CSV.
+ft twitter finetune classify --model "$model" --train "$data/twitter-entity-sentiment/twitter_training_one_per_id.csv" \
+    --validation "$data/twitter-entity-sentiment/twitter_validation.csv" --text-column 1 --text-pair-column 3 \
+    --label-column 2 --out "$out/twitter" --epochs 3 --lr 2e-4
+# GLUE SST-2: dev accuracy (67k training phrases: one epoch).
+ft sst2 finetune classify --model "$model" --train "$data/sst2/train.tsv" --validation "$data/sst2/dev.tsv" \
+    --text-column sentence --label-column label --out "$out/sst2" --epochs 1 --lr 2e-4
+# CoLA: Matthews correlation on the out-of-domain dev set; headerless TSV.
+ft cola finetune classify --model "$model" --train "$data/cola/in_domain_train.tsv" \
+    --validation "$data/cola/out_of_domain_dev.tsv" --text-column 3 --label-column 1 --metric mcc \
+    --out "$out/cola" --epochs 3 --lr 2e-4
+# CoNLL-2003 NER: entity-level F1 on the dev set.
+ft conll finetune ner --model "$model" --train "$data/conll2003/train.txt" --validation "$data/conll2003/valid.txt" \
+    --out "$out/conll" --epochs 3 --lr 5e-4
