@@ -85,6 +85,7 @@ class DataConfig:
     seed: int = 0  # seed of the train/validation split
     encode_batch_docs: int = 2000  # documents per batch sent to the tokenizer (it encodes a batch on all cores)
     shard_max_sequences: int = 262144  # sequences per shard file
+    template: str = ""  # JSON/CSV records -> one text each: "alpaca" or e.g. "User: {prompt}\nAgent: {response}" (templates.py)
 
     def __post_init__(self) -> None:
         check_choice("data", "packing", self.packing, ("full", "pad", "line"))
@@ -130,6 +131,7 @@ class ModelConfig:
     layer_norm_eps: float = 1e-12  # BERT uses 1e-12, RoBERTa 1e-5
     initializer_range: float = 0.02  # std of the normal init of weights
     sparse_prediction: bool = True  # run the MLM decoder only on masked positions (same loss, less compute)
+    causal: bool = False  # causal self-attention (a decoder, RobertaForCausalLM); set by train.objective
 
     def __post_init__(self) -> None:
         _positive(
@@ -166,6 +168,9 @@ class ModelConfig:
         return self.max_seq_len + self.position_offset
 
 
+OBJECTIVES = ("mlm", "clm")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = 32  # sequences per micro-batch, all ranks together (each of N ranks takes batch_size / N)
@@ -193,6 +198,8 @@ class TrainConfig:
     strategy: str = "ddp"  # under torchrun: "ddp" (a full replica per rank) or "fsdp" (FSDP2, sharded over ranks)
     seed: int = 0  # seeds init, data order, masks and dropout
     eval_seed: int = 1234  # fixed masks for validation, so evaluations compare
+    objective: str = "mlm"  # "mlm" (masked LM, an encoder) or "clm" (next-token prediction, a decoder)
+    loss_on: str = "all"  # clm: "all" tokens, or only the "response" part of templated records (data.template)
 
     def __post_init__(self) -> None:
         _positive("train", batch_size=self.batch_size, grad_accum_steps=self.grad_accum_steps, lr=self.lr)
@@ -211,6 +218,8 @@ class TrainConfig:
         check_choice("train", "schedule", self.schedule, ("linear", "cosine", "constant"))
         check_choice("train", "precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         check_choice("train", "strategy", self.strategy, ("ddp", "fsdp"))
+        check_choice("train", "objective", self.objective, OBJECTIVES)
+        check_choice("train", "loss_on", self.loss_on, ("all", "response"))
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not self.max_steps and not self.max_tokens and not self.max_time_s:
@@ -229,6 +238,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        if self.train.loss_on == "response" and self.train.objective != "clm":
+            raise ConfigError("train.loss_on=response needs train.objective=clm (a masked LM predicts masked tokens)")
         if self.data.seq_len > self.model.max_seq_len:
             raise ConfigError(
                 f"data.seq_len ({self.data.seq_len}) is longer than the position table, "
