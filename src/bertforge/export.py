@@ -13,6 +13,8 @@ Both sides compute the same function; only names and layout differ:
 - HF always adds `token_type_embeddings[0]`, so a model without token types exports one zero row;
 - `RobertaLMHead` hard-codes exact GELU, so other activations need `--arch bert`.
 Pre-LN has no BERT/RoBERTa equivalent in transformers and is refused.
+A causal run (model.causal) exports as `RobertaForCausalLM` / `BertLMHeadModel` with `is_decoder`:
+the same tensors under the same names (their LM heads are the MLM heads), only config.json differs.
 Hugging Face names appear only in this module.
 """
 
@@ -29,7 +31,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, files
-from .config import DataConfig, ModelConfig, RunConfig, TokenizerConfig, save_config
+from .config import DataConfig, ModelConfig, RunConfig, TokenizerConfig, TrainConfig, save_config
 from .errors import ConfigError, DataError
 from .tokenizer import SPECIAL_TOKENS, TextTokenizer, load_tokenizer
 
@@ -44,6 +46,7 @@ class Arch:
 
     prefix: str  # encoder prefix inside the MLM checkpoint
     mlm_class: str  # the `architectures` entry of config.json
+    clm_class: str  # the same for a causal LM (is_decoder)
     head: dict[str, str]  # our MLMHead parameters -> HF names
     decoder: tuple[str, str]  # HF's tied decoder weight and bias (not in our files, dropped on import)
 
@@ -52,6 +55,7 @@ ARCHS = {
     "bert": Arch(
         prefix="bert.",
         mlm_class="BertForMaskedLM",
+        clm_class="BertLMHeadModel",
         head={
             "head.dense.weight": "cls.predictions.transform.dense.weight",
             "head.dense.bias": "cls.predictions.transform.dense.bias",
@@ -64,6 +68,7 @@ ARCHS = {
     "roberta": Arch(
         prefix="roberta.",
         mlm_class="RobertaForMaskedLM",
+        clm_class="RobertaForCausalLM",
         head={
             "head.dense.weight": "lm_head.dense.weight",
             "head.dense.bias": "lm_head.dense.bias",
@@ -273,8 +278,9 @@ def hf_config(cfg: ModelConfig, tokenizer: TextTokenizer, arch: str) -> dict:
     """The config.json of the exported model."""
     check_exportable(cfg, arch)
     return {
-        "architectures": [ARCHS[arch].mlm_class],
+        "architectures": [model_class(cfg, arch)],
         "model_type": arch,
+        **({"is_decoder": True} if cfg.causal else {}),
         "vocab_size": cfg.vocab_size,
         "hidden_size": cfg.hidden_size,
         "num_hidden_layers": cfg.num_layers,
@@ -294,6 +300,11 @@ def hf_config(cfg: ModelConfig, tokenizer: TextTokenizer, arch: str) -> dict:
         "tie_word_embeddings": True,
         "dtype": "float32",
     }
+
+
+def model_class(cfg: ModelConfig, arch: str) -> str:
+    """The transformers class that computes what our model does: masked or causal LM."""
+    return ARCHS[arch].clm_class if cfg.causal else ARCHS[arch].mlm_class
 
 
 def model_config_from_hf(hf_cfg: dict) -> ModelConfig:
@@ -323,6 +334,7 @@ def model_config_from_hf(hf_cfg: dict) -> ModelConfig:
             attention_dropout=get("attention_probs_dropout_prob"),
             layer_norm_eps=get("layer_norm_eps"),
             initializer_range=get("initializer_range"),
+            causal=bool(hf_cfg.get("is_decoder")),
         )
     except KeyError as e:
         raise DataError(f"config.json lacks {e.args[0]!r}; it is not a complete {arch} config") from None
@@ -331,8 +343,8 @@ def model_config_from_hf(hf_cfg: dict) -> ModelConfig:
 
 
 def _refuse_unsupported(hf_cfg: dict) -> None:
-    if hf_cfg.get("is_decoder") or hf_cfg.get("add_cross_attention"):
-        raise DataError("config.json: is_decoder/add_cross_attention is set; bertforge imports bidirectional MLMs only")
+    if hf_cfg.get("add_cross_attention"):
+        raise DataError("config.json: add_cross_attention is set; bertforge imports self-attention-only models")
     if (kind := hf_cfg.get("position_embedding_type") or "absolute") != "absolute":
         raise DataError(f"config.json: position_embedding_type {kind!r} is not supported (only absolute)")
     if hf_cfg.get("tie_word_embeddings") is False:
@@ -455,7 +467,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, arch: str | None = None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("exported %s (%s) as %s -> %s", run_dir, run.checkpoint.name, ARCHS[arch].mlm_class, out_dir)
+    log.info("exported %s (%s) as %s -> %s", run_dir, run.checkpoint.name, model_class(cfg, arch), out_dir)
     return out_dir
 
 
@@ -499,19 +511,46 @@ fill("The {mask} is the key to everything.")
 """
 
 
+CAUSAL_USE = """\
+Continuing or answering a prompt (`text-generation`) in the style of the training data. It is a
+small model trained on a limited corpus: it knows nothing beyond that corpus, its text is often
+wrong or incoherent, it echoes the corpus's style and biases, and it is not meant for decisions
+about people.
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+model, tokenizer = AutoModelForCausalLM.from_pretrained("{name}"), AutoTokenizer.from_pretrained("{name}")
+ids = tokenizer("{prompt}", add_special_tokens=False, return_tensors="pt").input_ids
+ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]]), ids], dim=1)
+print(tokenizer.decode(model.generate(ids, max_new_tokens=40, do_sample=False)[0], skip_special_tokens=True))
+```
+"""
+
+
+def _intended_use(cfg: RunConfig, name: str) -> str:
+    if cfg.model.causal:
+        from .templates import load_template
+
+        prompt = load_template(cfg.data.template).prompt("Name three colors.") if cfg.data.template else "Once upon a time"
+        return CAUSAL_USE.replace("{name}", name).replace("{prompt}", json.dumps(prompt)[1:-1])
+    return INTENDED_USE.format(mask=SPECIAL_TOKENS[cfg.tokenizer.scheme]["mask"], name=name)
+
+
 def model_card(run_dir: Path, cfg: RunConfig, checkpoint: Path, arch: str, name: str) -> str:
     """README.md of the exported folder: what the model is, what it saw, how well it does, what it is for."""
     m = cfg.model
+    pipeline, kind = ("text-generation", "causal-lm") if m.causal else ("fill-mask", "masked-lm")
     sections = [
-        f"---\nlibrary_name: transformers\npipeline_tag: fill-mask\ntags:\n- bertforge\n- masked-lm\n- {arch}\n---",
+        f"---\nlibrary_name: transformers\npipeline_tag: {pipeline}\ntags:\n- bertforge\n- {kind}\n- {arch}\n---",
         f"# {name}",
-        f"A {ARCHS[arch].mlm_class} ({m.num_layers} layers, hidden size {m.hidden_size}, {m.num_heads} heads, "
+        f"A {model_class(m, arch)} ({m.num_layers} layers, hidden size {m.hidden_size}, {m.num_heads} heads, "
         f"{m.vocab_size:,}-token {cfg.tokenizer.kind} vocabulary, up to {m.max_seq_len} tokens) trained with "
         f"bertforge {__version__}, {_origin(run_dir)}.",
         "## Training data\n\n" + _data_section(run_dir),
         "## Training\n\n" + _training_section(cfg, checkpoint),
-        "## Evaluation\n\n" + _evaluation_section(run_dir, checkpoint),
-        "## Intended use\n\n" + INTENDED_USE.format(mask=SPECIAL_TOKENS[cfg.tokenizer.scheme]["mask"], name=name),
+        "## Evaluation\n\n" + _evaluation_section(run_dir, checkpoint, cfg.train.objective),
+        "## Intended use\n\n" + _intended_use(cfg, name),
     ]
     return "\n".join(section.rstrip("\n") + "\n" for section in sections)
 
@@ -557,17 +596,21 @@ def _training_section(cfg: RunConfig, checkpoint: Path) -> str:
     state = _read_json_or_none(checkpoint / "trainer.json") or {}
     t, m = cfg.train, cfg.model
     whole = " (whole words)" if cfg.masking.whole_word else ""
+    objective = (
+        f"next-token prediction (causal LM) on {'the responses' if t.loss_on == 'response' else 'all tokens'}"
+        if t.objective == "clm" else f"masking {cfg.masking.mask_prob:.0%} of tokens{whole}"
+    )
     return (
         f"- steps: {state.get('step', 0):,}; training tokens seen: {state.get('tokens', 0):,}; "
         f"time: {state.get('elapsed_s', 0.0) / 60:.1f} min\n"
         f"- batch {t.batch_size} x {t.grad_accum_steps} accumulation, peak LR {t.lr:g}, {t.schedule} schedule, "
         f"{t.warmup_steps} warmup steps, weight decay {t.weight_decay:g}\n"
-        f"- masking {cfg.masking.mask_prob:.0%} of tokens{whole}; {m.norm}-LN, {m.activation}, "
+        f"- {objective}; {m.norm}-LN, {m.activation}, "
         f"dropout {m.hidden_dropout:g}\n"
     )
 
 
-def _evaluation_section(run_dir: Path, checkpoint: Path) -> str:
+def _evaluation_section(run_dir: Path, checkpoint: Path, objective: str = "mlm") -> str:
     from .train.metrics import read_metrics
 
     step = (_read_json_or_none(checkpoint / "trainer.json") or {}).get("step", 0)
@@ -576,6 +619,12 @@ def _evaluation_section(run_dir: Path, checkpoint: Path) -> str:
         return "No validation metrics were recorded.\n"
     r = records[-1]
     top5 = r.get("top5_accuracy", float("nan"))
+    if objective == "clm":
+        return (
+            f"On the held-out validation split at step {r['step']:,} (next-token prediction):\n\n"
+            "| loss | perplexity | next-token accuracy | top-5 accuracy |\n|---|---|---|---|\n"
+            f"| {r['loss']:.4f} | {r['perplexity']:.2f} | {r['next_token_accuracy']:.4f} | {top5:.4f} |\n"
+        )
     return (
         f"On the held-out validation split at step {r['step']:,} (15% of tokens masked):\n\n"
         "| loss | perplexity | masked accuracy | top-5 accuracy |\n|---|---|---|---|\n"
@@ -604,10 +653,11 @@ def import_hf(hf_dir: str | Path, out_run: str | Path) -> Path:
         tokenizer=TokenizerConfig(tokenizer.kind, tokenizer.vocab_size, special_tokens=tokenizer.scheme),
         data=DataConfig(seq_len=min(DataConfig.seq_len, cfg.max_seq_len)),
         model=cfg,
+        train=TrainConfig(objective="clm" if cfg.causal else "mlm"),  # continued pretraining keeps the objective
     )
     _write_imported_run(out_run, run_cfg, tokenizer, state, {"source": str(hf_dir.resolve()), "model_type": arch})
     count = sum(v.numel() for v in state.values())
-    log.info("imported %s (%s, %s parameters) -> %s", hf_dir, ARCHS[arch].mlm_class, f"{count:,}", out_run)
+    log.info("imported %s (%s, %s parameters) -> %s", hf_dir, model_class(cfg, arch), f"{count:,}", out_run)
     return out_run
 
 
