@@ -10,7 +10,7 @@ import torch
 from bertforge.config import CorpusConfig, ModelConfig, build_config
 from bertforge.errors import ConfigError, DataError
 from bertforge.files import load_tensors
-from bertforge.generate import Sampling, generate_ids
+from bertforge.generation import Sampling, generate_ids
 from bertforge.infer import load_run
 from bertforge.masking import causal_labels
 from bertforge.model import IGNORE_INDEX, MaskedLM

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from .errors import DataError
-from .generate import Sampling, check_causal, encode_prompt, generate_ids
+from .generation import Sampling, check_causal, encode_prompt, generate_ids
 from .infer import LoadedRun
 
 HELP = "/reset clears the history, /quit leaves"

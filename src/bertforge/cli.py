@@ -422,13 +422,13 @@ def cmd_similar(args) -> int:
 
 
 def sampling_from_args(args):
-    from .generate import Sampling
+    from .generation import Sampling
 
     return Sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
 
 
 def cmd_generate(args) -> int:
-    from .generate import generate
+    from .generation import generate
     from .infer import load_run
 
     sampling = sampling_from_args(args)  # bad settings fail before the model loads
@@ -444,7 +444,7 @@ def cmd_generate(args) -> int:
 
 def cmd_chat(args) -> int:
     from .chat import run_chat
-    from .generate import check_causal
+    from .generation import check_causal
     from .infer import load_run
 
     sampling = sampling_from_args(args)

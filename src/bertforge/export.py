@@ -13,8 +13,12 @@ Both sides compute the same function; only names and layout differ:
 - HF always adds `token_type_embeddings[0]`, so a model without token types exports one zero row;
 - `RobertaLMHead` hard-codes exact GELU, so other activations need `--arch bert`.
 Pre-LN has no BERT/RoBERTa equivalent in transformers and is refused.
-A causal run (model.causal) exports as `RobertaForCausalLM` / `BertLMHeadModel` with `is_decoder`:
+A causal run (model.causal) exports as `BertLMHeadModel` / `RobertaForCausalLM` with `is_decoder`:
 the same tensors under the same names (their LM heads are the MLM heads), only config.json differs.
+Causal runs default to `BertLMHeadModel` whatever the tokenizer: transformers 5's `generate()`
+builds position ids from 0 (attention_mask.cumsum - 1) for any model whose forward takes them,
+while RoBERTa's forward numbers positions from padding_idx + 1, so a `RobertaForCausalLM`
+generates from shifted positions unless `position_ids` are passed (`causal_position_ids`).
 Hugging Face names appear only in this module.
 """
 
@@ -356,9 +360,17 @@ def _refuse_unsupported(hf_cfg: dict) -> None:
 # ---------------------------------------------------------------- tokenizer files
 
 
-def default_arch(tokenizer: TextTokenizer) -> str:
-    """RoBERTa for RoBERTa-style specials (byte-level BPE by default), BERT for BERT's (WordPiece)."""
-    return "roberta" if tokenizer.scheme == "roberta" else "bert"
+def default_arch(tokenizer: TextTokenizer, causal: bool = False) -> str:
+    """RoBERTa for RoBERTa-style specials (byte-level BPE by default), BERT for BERT's (WordPiece);
+    BERT for every causal LM, whose positions `generate()` numbers as BERT does (module docstring)."""
+    return "roberta" if tokenizer.scheme == "roberta" and not causal else "bert"
+
+
+def causal_position_ids(cfg: ModelConfig, arch: str, length: int) -> torch.Tensor:
+    """(1, length) position ids to pass to a `RobertaForCausalLM`'s `generate()`: it extends them by
+    one per new token, which gives RoBERTa's numbering (from padding_idx + 1) instead of 0-based."""
+    start = hf_position_offset(cfg, arch)
+    return torch.arange(start, start + length)[None]
 
 
 def tokenizer_files(tokenizer: TextTokenizer, cfg: ModelConfig, arch: str) -> dict[str, dict]:
@@ -452,7 +464,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, arch: str | None = None
 
     run = load_run(run_dir, device="cpu")
     cfg, tokenizer = run.config.model, run.tokenizer
-    arch = arch or default_arch(tokenizer)
+    arch = arch or default_arch(tokenizer, cfg.causal)
     check_exportable(cfg, arch)
     tmp = files.make_tmp_dir(out_dir)
     try:
