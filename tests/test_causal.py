@@ -13,7 +13,7 @@ from bertforge.files import load_tensors
 from bertforge.generation import Sampling, generate_ids
 from bertforge.infer import load_run
 from bertforge.masking import causal_labels
-from bertforge.model import IGNORE_INDEX, MaskedLM
+from bertforge.model import MaskedLM
 from bertforge.shards import PackedShards, prepare
 from bertforge.templates import encode_examples, iter_examples, load_template
 from bertforge.tokenizer import load_tokenizer
@@ -236,3 +236,32 @@ def test_response_only_training_runs_on_templated_shards(alpaca_data, tmp_path):
     assert result["validation"]["predicted_tokens"] > 0
     run = load_run(tmp_path / "run")
     assert run.config.data.template == "alpaca"  # generate wraps prompts in it
+
+
+def test_a_micro_batch_without_responses_adds_nothing_and_no_nan(alpaca_data, tmp_path, monkeypatch):
+    """loss_on=response: a micro-batch of prompt-only pieces must not turn the step's loss into NaN."""
+    import bertforge.train.loop as loop
+
+    real = loop.objective_inputs
+    calls = []
+
+    def prompt_only_first(cfg, shards, ids, indices):
+        inputs, labels = real(cfg, shards, ids, indices)
+        calls.append(1)
+        if len(calls) % 2:  # every first micro-batch of a step: no labels at all
+            labels = torch.full_like(labels, -100)
+        return inputs, labels
+
+    monkeypatch.setattr(loop, "objective_inputs", prompt_only_first)
+    cfg = build_config(
+        preset="tiny",
+        overrides={
+            "data": {"seq_len": 128},
+            "model": {"hidden_size": 32, "num_heads": 4, "intermediate_size": 64, "max_seq_len": 128},
+            "train": {"objective": "clm", "loss_on": "response", "batch_size": 4, "grad_accum_steps": 2,
+                      "max_steps": 3, "eval_every_steps": 100, "log_every_steps": 1},
+        },
+    )
+    pretrain(cfg, alpaca_data, tmp_path / "run", progress=False)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run", "train")]
+    assert len(losses) == 3 and all(np.isfinite(losses))

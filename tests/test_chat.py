@@ -59,7 +59,7 @@ def test_history_drops_the_oldest_turns_to_fit_the_context(chat_run):
     limit = run.config.model.max_seq_len  # 48
     for i in range(6):
         chat.reply(f"question {i}")
-        prompt = chat.run.tokenizer.encode(f"User: next\nAgent:", add_special_tokens=False)
+        prompt = chat.run.tokenizer.encode("User: next\nAgent:", add_special_tokens=False)
         context = chat.context(prompt)
         assert len(context) + 8 <= limit
         assert context[0] == run.tokenizer.bos_id and context[-len(prompt) :] == prompt

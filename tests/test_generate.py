@@ -12,7 +12,7 @@ from bertforge import generate
 from bertforge.config import CorpusConfig, TokenizerConfig, build_config, load_config, save_config
 from bertforge.corpus import iter_documents
 from bertforge.errors import ConfigError, DataError
-from bertforge.export import causal_position_ids, export_run
+from bertforge.export import causal_position_ids, export_run, import_hf
 from bertforge.infer import LoadedRun, load_run
 from bertforge.model import MaskedLM
 from bertforge.shards import PackedShards
@@ -210,3 +210,13 @@ def test_export_greedy_generate_equals_ours(tokenizer_kind, arch, hf_class, data
                 use_cache=True, eos_token_id=run.tokenizer.eos_id, pad_token_id=run.tokenizer.pad_id, **extra,
             )
         assert hf[0, prompt_ids.shape[1] :].tolist() == mine["token_ids"]
+
+
+def test_a_causal_export_imports_back_as_a_causal_run(data_dir, tmp_path):
+    pytest.importorskip("transformers")
+    run_dir = make_causal_run(tmp_path / "run", load_tokenizer(data_dir / "tokenizer"))
+    back = load_run(import_hf(export_run(run_dir, tmp_path / "hf"), tmp_path / "back"), device="cpu")
+    assert back.config.model.causal and back.config.train.objective == "clm"
+    run = load_run(run_dir, device="cpu")
+    a = generate(run, "Once upon a time", max_new_tokens=15, temperature=0)["token_ids"]
+    assert generate(back, "Once upon a time", max_new_tokens=15, temperature=0)["token_ids"] == a

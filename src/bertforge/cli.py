@@ -458,7 +458,8 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64, help="at most this many new tokens (default 64)")
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more varied (default 0.8)")
     p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = all, default)")
-    p.add_argument("--top-p", type=float, default=0.95, help="sample among the most likely tokens holding this probability (default 0.95)")
+    p.add_argument("--top-p", type=float, default=0.95,
+                   help="sample among the most likely tokens that together hold this probability (default 0.95)")
     p.add_argument("--seed", type=int, help="the same seed gives the same text")
     p.add_argument("--raw", action="store_true", help="send the prompt as it is, without the run's template")
     p.add_argument("--device", default="auto")

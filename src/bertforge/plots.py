@@ -49,7 +49,8 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
     fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.4), constrained_layout=True)
     for ax, (key, title, split) in zip(axes, PANELS):
         for name, records in runs.items():
-            points = [(r[x], value) for r in records if r["split"] == split and x in r and (value := _value(r, key)) is not None]
+            values = [(r[x], _value(r, key)) for r in records if r["split"] == split and x in r]
+            points = [(at, value) for at, value in values if value is not None]
             if points:
                 ax.plot(*zip(*points), marker="." if split == "validation" else None, label=name)
         ax.set_title(title)

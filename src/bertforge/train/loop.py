@@ -369,7 +369,11 @@ def train_step(t: Trainer) -> dict:
     for i, b in enumerate(batches):
         with distributed.gradient_sync(t.parallel, enabled=i == len(batches) - 1):
             with autocast(t.device, t.amp_dtype):
-                share = t.train_model(b.inputs, b.attention_mask, b.labels).loss * (b.masked / masked)
+                out = t.train_model(b.inputs, b.attention_mask, b.labels)
+                # A CLM micro-batch of prompt-only pieces (loss_on=response) has nothing to predict:
+                # its mean loss is NaN, so it adds a zero that still runs backward (DDP syncs there).
+                loss = out.loss if b.masked else out.logits.sum() * 0.0
+                share = loss * (b.masked / max(masked, 1))
             scaled = share * t.world.size
             (t.scaler.scale(scaled) if t.scaler else scaled).backward()
         loss_sum += share.detach()
