@@ -433,7 +433,10 @@ def cmd_generate(args) -> int:
 
     sampling = sampling_from_args(args)  # bad settings fail before the model loads
     run = load_run(args.run, device=args.device)
-    result = generate(run, args.prompt, *vars(sampling).values(), raw=args.raw)
+    result = generate(
+        run, args.prompt, sampling.max_new_tokens, sampling.temperature, sampling.top_k, sampling.top_p, sampling.seed,
+        raw=args.raw,
+    )
     if args.json:
         print_json(result)
     else:
