@@ -190,6 +190,7 @@ def test_export_greedy_generate_equals_ours(tokenizer_kind, arch, hf_class, data
     out = export_run(run_dir, tmp_path / "hf", arch)
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == [hf_class] and config["is_decoder"] is True
+    assert "pipeline_tag: text-generation" in (out / "README.md").read_text()
     model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
     assert type(model).__name__ == hf_class
     run = load_run(run_dir, device="cpu")

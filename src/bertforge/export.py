@@ -530,6 +530,7 @@ wrong or incoherent, it echoes the corpus's style and biases, and it is not mean
 about people.
 
 ```python
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 model, tokenizer = AutoModelForCausalLM.from_pretrained("{name}"), AutoTokenizer.from_pretrained("{name}")
