@@ -422,16 +422,16 @@ def cmd_similar(args) -> int:
 
 
 def sampling_from_args(args):
-    from .generation import Sampling
+    from .config import Sampling  # no torch import: bad settings fail fast
 
     return Sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
 
 
 def cmd_generate(args) -> int:
+    sampling = sampling_from_args(args)  # bad settings fail before torch and the model load
     from .generation import generate
     from .infer import load_run
 
-    sampling = sampling_from_args(args)  # bad settings fail before the model loads
     run = load_run(args.run, device=args.device)
     result = generate(
         run, args.prompt, sampling.max_new_tokens, sampling.temperature, sampling.top_k, sampling.top_p, sampling.seed,
@@ -446,11 +446,11 @@ def cmd_generate(args) -> int:
 
 
 def cmd_chat(args) -> int:
+    sampling = sampling_from_args(args)
     from .chat import run_chat
     from .generation import check_causal
     from .infer import load_run
 
-    sampling = sampling_from_args(args)
     run = load_run(args.run, device=args.device)
     check_causal(run)
     run_chat(run, sampling, name=Path(args.run).name, raw=args.raw)

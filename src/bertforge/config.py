@@ -227,6 +227,28 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """How `generate` picks the next token. temperature 0 = greedy (the most likely token, no randomness).
+    Here, without torch, so the CLI rejects a bad setting before it loads a model."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.8  # < 1 sharpens, > 1 flattens the distribution
+    top_k: int = 0  # keep only the k most likely tokens (0 = all)
+    top_p: float = 0.95  # keep the smallest set of tokens whose probability reaches p (1 = all)
+    seed: int | None = None  # the same seed gives the same text (None: a fresh random seed)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.temperature >= 0:  # also catches NaN
+            raise ConfigError(f"--temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.top_k < 0:
+            raise ConfigError(f"--top-k must be >= 0 (0 = no limit), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a pretraining run needs; saved as config.yaml in the run folder."""
 
