@@ -76,3 +76,36 @@ def tiny_run(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-run") / "run"
     pretrain(cfg, data_dir, out, progress=False)
     return out
+
+
+def make_causal_run(run_dir: Path, tokenizer, template: str = "", seed: int = 0, **model) -> Path:
+    """A causal-LM run folder with random weights (biases and LayerNorms perturbed too), no training."""
+    import torch
+
+    from bertforge.config import DataConfig, ModelConfig, RunConfig, TokenizerConfig, TrainConfig, save_config
+    from bertforge.files import save_tensors, write_json
+    from bertforge.model import MaskedLM
+
+    offset = tokenizer.pad_id + 1 if tokenizer.scheme == "roberta" else 0
+    shape = dict(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_seq_len=48)
+    cfg = ModelConfig(
+        vocab_size=tokenizer.vocab_size, position_offset=offset, pad_id=tokenizer.pad_id, causal=True,
+        **{**shape, **model},
+    )
+    torch.manual_seed(seed)
+    net = MaskedLM(cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    run_cfg = RunConfig(
+        tokenizer=TokenizerConfig(kind=tokenizer.kind, vocab_size=tokenizer.vocab_size),
+        data=DataConfig(seq_len=min(32, cfg.max_seq_len), template=template),
+        model=cfg,
+        train=TrainConfig(objective="clm"),
+    )
+    save_config(run_dir / "config.yaml", run_cfg)
+    tokenizer.save(run_dir / "tokenizer")
+    checkpoint = run_dir / "checkpoints" / "step-00000001"
+    save_tensors(checkpoint / "model.safetensors", net.state_dict())
+    write_json(checkpoint / "trainer.json", {"step": 1, "batches": 1, "tokens": 32, "elapsed_s": 1.0})
+    return run_dir

@@ -2,7 +2,7 @@
 
 The public Python API is the set of functions the CLI calls, one per pipeline stage:
 
-    corpus -> tokenizer -> shards -> masking -> model -> train -> evaluate / infer / export / finetune
+    corpus -> tokenizer -> shards -> masking -> model -> train -> evaluate / infer / generate / export / finetune
 
 They are imported lazily (PEP 562), so `import bertforge` and `bertforge --help` stay fast.
 """
@@ -27,6 +27,7 @@ _API = {
     "evaluate_split": "evaluate",
     "load_run": "infer",
     "fill_mask": "infer",
+    "generate": "generation",
     "export_run": "export",
     "import_hf": "export",
     "load_finetuned": "finetune",

@@ -33,6 +33,9 @@ FLAG_KEYS = {
     "seq_len": "data.seq_len",
     "packing": "data.packing",
     "val_fraction": "data.val_fraction",
+    "template": "data.template",
+    "objective": "train.objective",
+    "loss_on": "train.loss_on",
     "whole_word": "masking.whole_word",
     "max_steps": "train.max_steps",
     "max_tokens": "train.max_tokens",
@@ -192,8 +195,7 @@ def run_data_dir(run_dir: Path) -> Path:
 
 def build_data_from_corpus(cfg, args, run_dir: Path) -> Path:
     """Tokenizer and shards for `pretrain --corpus`, inside the run folder (reused when unchanged)."""
-    from .corpus import iter_documents
-    from .shards import prepare
+    from .shards import document_texts, prepare
     from .tokenizer import load_tokenizer, train_tokenizer
 
     tok_dir = run_dir / "tokenizer"
@@ -202,7 +204,8 @@ def build_data_from_corpus(cfg, args, run_dir: Path) -> Path:
         log.info("reusing tokenizer %s", tok_dir)
     else:
         log.info("training a %s tokenizer (%d tokens)", cfg.tokenizer.kind, cfg.tokenizer.vocab_size)
-        tokenizer = train_tokenizer(iter_documents(args.corpus, cfg.corpus), cfg.tokenizer, tok_dir)
+        # With a template the tokenizer learns the texts the model reads, markup ("### Response:") included.
+        tokenizer = train_tokenizer(document_texts(args.corpus, cfg.corpus, cfg.data), cfg.tokenizer, tok_dir)
     return prepare(
         args.corpus, tokenizer, cfg.data, cfg.corpus, run_dir / "data",
         val_sources=args.val_corpus, progress=not args.quiet,
@@ -368,8 +371,11 @@ def cmd_evaluate(args) -> int:
             split = "validation"
         check_compatible(load_manifest(data_dir), run.tokenizer)
         shards = PackedShards(data_dir, split)
+        train = run.config.train
+        loss_on = train.loss_on if shards.has_loss_mask else "all"  # --corpus text without a template: every token
         result = evaluate_split(
-            run.model, shards, vocab, args.batch_size, args.batches, run.config.train.eval_seed, run.device
+            run.model, shards, vocab, args.batch_size, args.batches, train.eval_seed, run.device,
+            objective=train.objective, loss_on=loss_on,
         )
     if args.json:
         print_json(result)
@@ -383,6 +389,8 @@ def cmd_fill_mask(args) -> int:
     from .infer import fill_mask, load_run
 
     run = load_run(args.run, device=args.device)
+    if run.config.model.causal:
+        raise ConfigError(f"{args.run} is a causal LM (train.objective clm): use `bertforge generate` or `chat`")
     results = fill_mask(run, args.text, args.top_k)
     if args.json:
         print_json(results)
@@ -423,6 +431,53 @@ def cmd_similar(args) -> int:
         for n in neighbours:
             print(f"  {n['score']:.4f}  {n['token']}")
     return 0
+
+
+def sampling_from_args(args):
+    from .config import Sampling  # no torch import: bad settings fail fast
+
+    return Sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
+
+
+def cmd_generate(args) -> int:
+    sampling = sampling_from_args(args)  # bad settings fail before torch and the model load
+    from .generation import generate
+    from .infer import load_run
+
+    run = load_run(args.run, device=args.device)
+    result = generate(
+        run, args.prompt, sampling.max_new_tokens, sampling.temperature, sampling.top_k, sampling.top_p, sampling.seed,
+        raw=args.raw,
+    )
+    if args.json:
+        print_json(result)
+    else:
+        print(result["text"])
+        log.info("(%d tokens, stopped: %s, seed %d)", len(result["token_ids"]), result["stop_reason"], result["seed"])
+    return 0
+
+
+def cmd_chat(args) -> int:
+    sampling = sampling_from_args(args)
+    from .chat import run_chat
+    from .generation import check_causal
+    from .infer import load_run
+
+    run = load_run(args.run, device=args.device)
+    check_causal(run)
+    run_chat(run, sampling, name=Path(args.run).name, raw=args.raw)
+    return 0
+
+
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=64, help="at most this many new tokens (default 64)")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more varied (default 0.8)")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = all, default)")
+    p.add_argument("--top-p", type=float, default=0.95,
+                   help="sample among the most likely tokens that together hold this probability (default 0.95)")
+    p.add_argument("--seed", type=int, help="the same seed gives the same text")
+    p.add_argument("--raw", action="store_true", help="send the prompt as it is, without the run's template")
+    p.add_argument("--device", default="auto")
 
 
 # ---------------------------------------------------------------- plot
@@ -574,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int)
     p.add_argument("--packing", choices=("full", "pad", "line"))
     p.add_argument("--val-fraction", type=float)
+    p.add_argument("--template", help="JSON/CSV records -> texts: alpaca, or e.g. 'User: {prompt}\\nAgent: {response}'")
     add_config_args(p)
     add_common(p)
     p.set_defaults(func=cmd_prepare)
@@ -590,10 +646,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_model_summary)
 
     p = sub.add_parser(
-        "pretrain", help="pretrain an encoder with masked language modeling",
+        "pretrain", help="pretrain an encoder (masked LM) or a decoder (--objective clm)",
         epilog=(
             "examples:\n"
             "  bertforge pretrain --corpus kant.txt --preset small --out run --max-time 30m\n"
+            "  bertforge pretrain --corpus alpaca.json --objective clm --template alpaca --loss-on response --out chat\n"
             "  bertforge pretrain --data data --preset small --out run --set train.lr=3e-4\n"
             "  bertforge pretrain --out run --resume\n"
             "  bertforge pretrain --data data --preset small --out run --nproc 4\n"
@@ -618,6 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--seq-len", type=int)
     p.add_argument("--whole-word", action="store_true", default=None, help="whole-word masking")
+    p.add_argument("--objective", choices=("mlm", "clm"), help="mlm (masked LM, default) or clm (causal LM: next token)")
+    p.add_argument("--template", help="JSON/CSV records -> texts: alpaca, or e.g. 'User: {prompt}\\nAgent: {response}'")
+    p.add_argument("--loss-on", choices=("all", "response"), help="clm with --template: train on all tokens or the responses only")
     p.add_argument("--device")
     p.add_argument("--nproc", type=int, metavar="N", help="train on N processes of this machine (one per GPU): starts torchrun")
     p.add_argument("--max-restarts", type=int, default=0, metavar="K",
@@ -678,6 +738,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     add_common(p)
     p.set_defaults(func=cmd_fill_mask)
+
+    p = sub.add_parser(
+        "generate", help="write text with a causal-LM run (--objective clm)",
+        epilog='examples:\n  bertforge generate run "Give three tips for staying healthy." --temperature 0\n'
+        '  bertforge generate run "Once upon a time" --max-new-tokens 50 --temperature 0.8 --top-p 0.9 --seed 1 --json',
+    )
+    p.add_argument("run", help="run folder of a causal LM")
+    p.add_argument("prompt")
+    add_sampling_args(p)
+    p.add_argument("--json", action="store_true", help="text, token ids, stop reason and seed as JSON")
+    add_common(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser(
+        "chat", help="talk to a causal-LM run in the terminal (/reset, /quit)",
+        epilog="example:\n  bertforge chat run --temperature 0.7 --max-new-tokens 80",
+    )
+    p.add_argument("run", help="run folder of a causal LM")
+    add_sampling_args(p)
+    add_common(p)
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser(
         "embed", help="sentence embeddings of each line of a file, as a .npy array",

@@ -85,6 +85,7 @@ class DataConfig:
     seed: int = 0  # seed of the train/validation split
     encode_batch_docs: int = 2000  # documents per batch sent to the tokenizer (it encodes a batch on all cores)
     shard_max_sequences: int = 262144  # sequences per shard file
+    template: str = ""  # JSON/CSV records -> one text each: "alpaca" or e.g. "User: {prompt}\nAgent: {response}" (templates.py)
 
     def __post_init__(self) -> None:
         check_choice("data", "packing", self.packing, ("full", "pad", "line"))
@@ -130,6 +131,7 @@ class ModelConfig:
     layer_norm_eps: float = 1e-12  # BERT uses 1e-12, RoBERTa 1e-5
     initializer_range: float = 0.02  # std of the normal init of weights
     sparse_prediction: bool = True  # run the MLM decoder only on masked positions (same loss, less compute)
+    causal: bool = False  # causal self-attention (a decoder, RobertaForCausalLM); set by train.objective
 
     def __post_init__(self) -> None:
         _positive(
@@ -166,6 +168,9 @@ class ModelConfig:
         return self.max_seq_len + self.position_offset
 
 
+OBJECTIVES = ("mlm", "clm")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = 32  # sequences per micro-batch, all ranks together (each of N ranks takes batch_size / N)
@@ -193,6 +198,8 @@ class TrainConfig:
     strategy: str = "ddp"  # under torchrun: "ddp" (a full replica per rank) or "fsdp" (FSDP2, sharded over ranks)
     seed: int = 0  # seeds init, data order, masks and dropout
     eval_seed: int = 1234  # fixed masks for validation, so evaluations compare
+    objective: str = "mlm"  # "mlm" (masked LM, an encoder) or "clm" (next-token prediction, a decoder)
+    loss_on: str = "all"  # clm: "all" tokens, or only the "response" part of templated records (data.template)
     recipe: str = ""  # the `--budget` recipe this run follows (recipes/budget.yaml), for the record
     fill_mask_samples: int = 3  # validation sentences whose masked word's top-3 guesses each evaluation logs (0 = none)
 
@@ -214,10 +221,34 @@ class TrainConfig:
         check_choice("train", "schedule", self.schedule, ("linear", "cosine", "constant"))
         check_choice("train", "precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         check_choice("train", "strategy", self.strategy, ("ddp", "fsdp"))
+        check_choice("train", "objective", self.objective, OBJECTIVES)
+        check_choice("train", "loss_on", self.loss_on, ("all", "response"))
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not self.max_steps and not self.max_tokens and not self.max_time_s:
             raise ConfigError("set one of train.max_steps, train.max_tokens or train.max_time_s (all are 0)")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How `generate` picks the next token. temperature 0 = greedy (the most likely token, no randomness).
+    Here, without torch, so the CLI rejects a bad setting before it loads a model."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.8  # < 1 sharpens, > 1 flattens the distribution
+    top_k: int = 0  # keep only the k most likely tokens (0 = all)
+    top_p: float = 0.95  # keep the smallest set of tokens whose probability reaches p (1 = all)
+    seed: int | None = None  # the same seed gives the same text (None: a fresh random seed)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.temperature >= 0:  # also catches NaN
+            raise ConfigError(f"--temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.top_k < 0:
+            raise ConfigError(f"--top-k must be >= 0 (0 = no limit), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass(frozen=True)
@@ -232,6 +263,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        if self.train.loss_on == "response" and self.train.objective != "clm":
+            raise ConfigError("train.loss_on=response needs train.objective=clm (a masked LM predicts masked tokens)")
         if self.data.seq_len > self.model.max_seq_len:
             raise ConfigError(
                 f"data.seq_len ({self.data.seq_len}) is longer than the position table, "

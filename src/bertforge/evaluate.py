@@ -1,4 +1,5 @@
-"""Validation metrics: MLM loss, perplexity, masked-token top-1 / top-5 accuracy.
+"""Validation metrics: MLM loss, perplexity, masked-token top-1 / top-5 accuracy; for a causal LM
+(train.objective=clm) the same over next-token predictions (`next_token_accuracy`).
 
 Masks come from a fixed seed and the standard recipe (15%, 80/10/10), whatever the training
 recipe, so two evaluations of a run, or of two runs, compare like with like. A sequence's mask
@@ -16,13 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from .config import MaskingConfig
-from .masking import MaskingVocab, mask_tokens, sequence_seeds
+from .masking import MaskingVocab, causal_labels, mask_tokens, sequence_seeds
 from .model import MaskedLM
 from .runtime import autocast
 from .train.metrics import perplexity
 
 EVAL_MASKING = MaskingConfig()
 SUM_KEYS = ("loss_sum", "masked_tokens", "correct", "correct5")
+ACCURACY_KEY = {"mlm": "masked_accuracy", "clm": "next_token_accuracy"}  # top-1 accuracy's name per objective
 
 
 def attention_mask_for(ids: np.ndarray, pad_id: int) -> torch.Tensor | None:
@@ -44,6 +46,8 @@ def evaluate_sums(
     rank: int = 0,
     world_size: int = 1,
     lockstep: bool = False,
+    objective: str = "mlm",
+    loss_on: str = "all",
 ) -> dict[str, float]:
     """Summed loss, masked-token count and top-1/top-5 hits over the first `num_sequences` sequences.
 
@@ -60,7 +64,7 @@ def evaluate_sums(
     for i in range(rounds if lockstep else len(mine)):
         start = (mine[i] if i < len(mine) else 0) * batch_size
         indices = np.arange(start, min(num_sequences, start + batch_size))
-        batch = batch_sums(model, shards, vocab, indices, seed, device, amp_dtype)
+        batch = batch_sums(model, shards, vocab, indices, seed, device, amp_dtype, objective, loss_on)
         if i < len(mine):
             sums = {k: sums[k] + batch[k] for k in SUM_KEYS}
     model.train(was_training)
@@ -68,11 +72,18 @@ def evaluate_sums(
 
 
 def batch_sums(
-    model: torch.nn.Module, shards, vocab: MaskingVocab, indices: np.ndarray, seed: int, device, amp_dtype
+    model: torch.nn.Module, shards, vocab: MaskingVocab, indices: np.ndarray, seed: int, device, amp_dtype,
+    objective: str = "mlm", loss_on: str = "all",
 ) -> dict[str, float]:
-    """The sums of `evaluate_sums` for the sequences `indices`, masked by (seed, index)."""
+    """The sums of `evaluate_sums` for the sequences `indices`, masked by (seed, index) or, for a
+    causal LM, predicting every next token (only the responses' with loss_on=response)."""
     ids = shards[indices]  # (B, T)
-    inputs, labels = mask_tokens(torch.from_numpy(ids), vocab, EVAL_MASKING, sequence_seeds(seed, 0, indices))
+    if objective == "clm":
+        loss_mask = torch.from_numpy(shards.loss_mask(indices)) if loss_on == "response" else None
+        inputs = torch.from_numpy(ids)
+        labels = causal_labels(inputs, shards.pad_id, loss_mask)
+    else:
+        inputs, labels = mask_tokens(torch.from_numpy(ids), vocab, EVAL_MASKING, sequence_seeds(seed, 0, indices))
     mask = attention_mask_for(ids, shards.pad_id)
     with autocast(device, amp_dtype):
         out = model(inputs.to(device), None if mask is None else mask.to(device), labels.to(device))
@@ -88,15 +99,15 @@ def batch_sums(
     }
 
 
-def metrics_from_sums(sums: dict[str, float]) -> dict:
+def metrics_from_sums(sums: dict[str, float], objective: str = "mlm") -> dict:
     total = max(sums["masked_tokens"], 1)
     loss = sums["loss_sum"] / total
     return {
         "loss": loss,
         "perplexity": perplexity(loss),
-        "masked_accuracy": sums["correct"] / total,
+        ACCURACY_KEY[objective]: sums["correct"] / total,
         "top5_accuracy": sums["correct5"] / total,
-        "masked_tokens": int(sums["masked_tokens"]),
+        "masked_tokens" if objective == "mlm" else "predicted_tokens": int(sums["masked_tokens"]),
     }
 
 
@@ -109,10 +120,15 @@ def evaluate_split(
     seed: int = 1234,
     device: torch.device = torch.device("cpu"),
     amp_dtype: torch.dtype | None = None,
+    objective: str = "mlm",
+    loss_on: str = "all",
 ) -> dict:
     """Metrics over the first `max_batches` batches of `shards` (all of it when 0), in one process."""
     count = eval_sequences(len(shards), batch_size, max_batches)
-    return metrics_from_sums(evaluate_sums(model, shards, vocab, batch_size, count, seed, device, amp_dtype))
+    sums = evaluate_sums(
+        model, shards, vocab, batch_size, count, seed, device, amp_dtype, objective=objective, loss_on=loss_on
+    )
+    return metrics_from_sums(sums, objective)
 
 
 def eval_sequences(available: int, batch_size: int, max_batches: int) -> int:

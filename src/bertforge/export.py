@@ -18,6 +18,13 @@ Both sides compute the same function; only names and layout differ:
   (`intermediate.LayerNorm`), with the final LayerNorm on the encoder output (`<prefix>.LayerNorm`);
 - `RobertaLMHead` hard-codes exact GELU, so other activations need `--arch bert` (post-LN only:
   a pre-LN model with another activation has no transformers equivalent and is refused).
+A causal run (model.causal) exports as `BertLMHeadModel` / `RobertaForCausalLM` (pre-LN: `RobertaPreLayerNormForCausalLM`)
+with `is_decoder`:
+the same tensors under the same names (their LM heads are the MLM heads), only config.json differs.
+Causal runs default to `BertLMHeadModel` whatever the tokenizer: transformers 5's `generate()`
+builds position ids from 0 (attention_mask.cumsum - 1) for any model whose forward takes them,
+while RoBERTa's forward numbers positions from padding_idx + 1, so a `RobertaForCausalLM`
+generates from shifted positions unless `position_ids` are passed (`causal_position_ids`).
 Hugging Face names appear only in this module.
 """
 
@@ -34,7 +41,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, files
-from .config import DataConfig, ModelConfig, RunConfig, TokenizerConfig, save_config
+from .config import DataConfig, ModelConfig, RunConfig, TokenizerConfig, TrainConfig, save_config
 from .errors import ConfigError, DataError
 from .tokenizer import SPECIAL_TOKENS, TextTokenizer, load_tokenizer
 
@@ -89,6 +96,7 @@ class Arch:
 
     prefix: str  # encoder prefix inside the MLM checkpoint
     mlm_class: str  # the `architectures` entry of config.json
+    clm_class: str  # the same for a causal LM (is_decoder)
     head: dict[str, str]  # our MLMHead parameters -> HF names
     decoder: tuple[str, str]  # HF's tied decoder weight and bias (not in our files, dropped on import)
     norm: str  # the model.norm it computes: "post" or "pre"
@@ -103,6 +111,7 @@ ARCHS = {
     "bert": Arch(
         prefix="bert.",
         mlm_class="BertForMaskedLM",
+        clm_class="BertLMHeadModel",
         head={
             "head.dense.weight": "cls.predictions.transform.dense.weight",
             "head.dense.bias": "cls.predictions.transform.dense.bias",
@@ -117,6 +126,7 @@ ARCHS = {
     "roberta": Arch(
         prefix="roberta.",
         mlm_class="RobertaForMaskedLM",
+        clm_class="RobertaForCausalLM",
         head=ROBERTA_HEAD,
         decoder=ROBERTA_DECODER,
         norm="post",
@@ -128,6 +138,7 @@ ARCHS = {
     "roberta-prelayernorm": Arch(
         prefix="roberta_prelayernorm.",
         mlm_class="RobertaPreLayerNormForMaskedLM",
+        clm_class="RobertaPreLayerNormForCausalLM",
         head=ROBERTA_HEAD,
         decoder=ROBERTA_DECODER,
         norm="pre",
@@ -325,8 +336,9 @@ def hf_config(cfg: ModelConfig, tokenizer: TextTokenizer, arch: str, mlm_head: b
     """The config.json of the exported model (`mlm_head=False`: of a fine-tuned one, without the MLM head)."""
     check_exportable(cfg, arch, mlm_head)
     return {
-        "architectures": [ARCHS[arch].mlm_class],
+        "architectures": [model_class(cfg, arch)],
         "model_type": arch,
+        **({"is_decoder": True} if cfg.causal else {}),
         "vocab_size": cfg.vocab_size,
         "hidden_size": cfg.hidden_size,
         "num_hidden_layers": cfg.num_layers,
@@ -346,6 +358,11 @@ def hf_config(cfg: ModelConfig, tokenizer: TextTokenizer, arch: str, mlm_head: b
         "tie_word_embeddings": True,
         "dtype": "float32",
     }
+
+
+def model_class(cfg: ModelConfig, arch: str) -> str:
+    """The transformers class that computes what our model does: masked or causal LM."""
+    return ARCHS[arch].clm_class if cfg.causal else ARCHS[arch].mlm_class
 
 
 def model_config_from_hf(hf_cfg: dict) -> ModelConfig:
@@ -379,6 +396,7 @@ def model_config_from_hf(hf_cfg: dict) -> ModelConfig:
             attention_dropout=get("attention_probs_dropout_prob"),
             layer_norm_eps=get("layer_norm_eps"),
             initializer_range=get("initializer_range"),
+            causal=bool(hf_cfg.get("is_decoder")),
         )
     except KeyError as e:
         raise DataError(f"config.json lacks {e.args[0]!r}; it is not a complete {arch} config") from None
@@ -387,8 +405,8 @@ def model_config_from_hf(hf_cfg: dict) -> ModelConfig:
 
 
 def _refuse_unsupported(hf_cfg: dict) -> None:
-    if hf_cfg.get("is_decoder") or hf_cfg.get("add_cross_attention"):
-        raise DataError("config.json: is_decoder/add_cross_attention is set; bertforge imports bidirectional MLMs only")
+    if hf_cfg.get("add_cross_attention"):
+        raise DataError("config.json: add_cross_attention is set; bertforge imports self-attention-only models")
     if (kind := hf_cfg.get("position_embedding_type") or "absolute") != "absolute":
         raise DataError(f"config.json: position_embedding_type {kind!r} is not supported (only absolute)")
     if hf_cfg.get("tie_word_embeddings") is False:
@@ -401,11 +419,21 @@ def _refuse_unsupported(hf_cfg: dict) -> None:
 
 
 def default_arch(tokenizer: TextTokenizer, cfg: ModelConfig | None = None) -> str:
-    """RoBERTa-PreLayerNorm for a pre-LN model (whatever its tokenizer); else RoBERTa for RoBERTa-style
-    specials (byte-level BPE by default), BERT for BERT's (WordPiece)."""
+    """RoBERTa-PreLayerNorm for a pre-LN model (whatever its tokenizer); BERT for a post-LN causal LM,
+    whose positions `generate()` numbers as BERT does (module docstring); else RoBERTa for
+    RoBERTa-style specials (byte-level BPE by default), BERT for BERT's (WordPiece)."""
     if cfg is not None and cfg.norm == "pre":
         return PRE_LN_ARCH
+    if cfg is not None and cfg.causal:
+        return "bert"
     return "roberta" if tokenizer.scheme == "roberta" else "bert"
+
+
+def causal_position_ids(cfg: ModelConfig, arch: str, length: int) -> torch.Tensor:
+    """(1, length) position ids to pass to a `RobertaForCausalLM`'s `generate()`: it extends them by
+    one per new token, which gives RoBERTa's numbering (from padding_idx + 1) instead of 0-based."""
+    start = hf_position_offset(cfg, arch)
+    return torch.arange(start, start + length)[None]
 
 
 def tokenizer_files(tokenizer: TextTokenizer, cfg: ModelConfig, arch: str) -> dict[str, dict]:
@@ -523,7 +551,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, arch: str | None = None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("exported %s (%s) as %s -> %s", run_dir, run.checkpoint.name, ARCHS[arch].mlm_class, out_dir)
+    log.info("exported %s (%s) as %s -> %s", run_dir, run.checkpoint.name, model_class(cfg, arch), out_dir)
     return out_dir
 
 
@@ -567,19 +595,47 @@ fill("The {mask} is the key to everything.")
 """
 
 
+CAUSAL_USE = """\
+Continuing or answering a prompt (`text-generation`) in the style of the training data. It is a
+small model trained on a limited corpus: it knows nothing beyond that corpus, its text is often
+wrong or incoherent, it echoes the corpus's style and biases, and it is not meant for decisions
+about people.
+
+```python
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+model, tokenizer = AutoModelForCausalLM.from_pretrained("{name}"), AutoTokenizer.from_pretrained("{name}")
+ids = tokenizer("{prompt}", add_special_tokens=False, return_tensors="pt").input_ids
+ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]]), ids], dim=1)
+print(tokenizer.decode(model.generate(ids, max_new_tokens=40, do_sample=False)[0], skip_special_tokens=True))
+```
+"""
+
+
+def _intended_use(cfg: RunConfig, name: str) -> str:
+    if cfg.model.causal:
+        from .templates import load_template
+
+        prompt = load_template(cfg.data.template).prompt("Name three colors.") if cfg.data.template else "Once upon a time"
+        return CAUSAL_USE.replace("{name}", name).replace("{prompt}", json.dumps(prompt)[1:-1])
+    return INTENDED_USE.format(mask=SPECIAL_TOKENS[cfg.tokenizer.scheme]["mask"], name=name)
+
+
 def model_card(run_dir: Path, cfg: RunConfig, checkpoint: Path, arch: str, name: str) -> str:
     """README.md of the exported folder: what the model is, what it saw, how well it does, what it is for."""
     m = cfg.model
+    pipeline, kind = ("text-generation", "causal-lm") if m.causal else ("fill-mask", "masked-lm")
     sections = [
-        f"---\nlibrary_name: transformers\npipeline_tag: fill-mask\ntags:\n- bertforge\n- masked-lm\n- {arch}\n---",
+        f"---\nlibrary_name: transformers\npipeline_tag: {pipeline}\ntags:\n- bertforge\n- {kind}\n- {arch}\n---",
         f"# {name}",
-        f"A {ARCHS[arch].mlm_class} ({m.num_layers} layers, hidden size {m.hidden_size}, {m.num_heads} heads, "
+        f"A {model_class(m, arch)} ({m.num_layers} layers, hidden size {m.hidden_size}, {m.num_heads} heads, "
         f"{m.vocab_size:,}-token {cfg.tokenizer.kind} vocabulary, up to {m.max_seq_len} tokens) trained with "
         f"bertforge {__version__}, {_origin(run_dir)}.",
         "## Training data\n\n" + _data_section(run_dir),
         "## Training\n\n" + _training_section(cfg, checkpoint),
-        "## Evaluation\n\n" + _evaluation_section(run_dir, checkpoint),
-        "## Intended use\n\n" + INTENDED_USE.format(mask=SPECIAL_TOKENS[cfg.tokenizer.scheme]["mask"], name=name),
+        "## Evaluation\n\n" + _evaluation_section(run_dir, checkpoint, cfg.train.objective),
+        "## Intended use\n\n" + _intended_use(cfg, name),
     ]
     return "\n".join(section.rstrip("\n") + "\n" for section in sections)
 
@@ -625,17 +681,21 @@ def _training_section(cfg: RunConfig, checkpoint: Path) -> str:
     state = _read_json_or_none(checkpoint / "trainer.json") or {}
     t, m = cfg.train, cfg.model
     whole = " (whole words)" if cfg.masking.whole_word else ""
+    objective = (
+        f"next-token prediction (causal LM) on {'the responses' if t.loss_on == 'response' else 'all tokens'}"
+        if t.objective == "clm" else f"masking {cfg.masking.mask_prob:.0%} of tokens{whole}"
+    )
     return (
         f"- steps: {state.get('step', 0):,}; training tokens seen: {state.get('tokens', 0):,}; "
         f"time: {state.get('elapsed_s', 0.0) / 60:.1f} min\n"
         f"- batch {t.batch_size} x {t.grad_accum_steps} accumulation, peak LR {t.lr:g}, {t.schedule} schedule, "
         f"{t.warmup_steps} warmup steps, weight decay {t.weight_decay:g}\n"
-        f"- masking {cfg.masking.mask_prob:.0%} of tokens{whole}; {m.norm}-LN, {m.activation}, "
+        f"- {objective}; {m.norm}-LN, {m.activation}, "
         f"dropout {m.hidden_dropout:g}\n"
     )
 
 
-def _evaluation_section(run_dir: Path, checkpoint: Path) -> str:
+def _evaluation_section(run_dir: Path, checkpoint: Path, objective: str = "mlm") -> str:
     from .train.metrics import read_metrics
 
     step = (_read_json_or_none(checkpoint / "trainer.json") or {}).get("step", 0)
@@ -644,6 +704,12 @@ def _evaluation_section(run_dir: Path, checkpoint: Path) -> str:
         return "No validation metrics were recorded.\n"
     r = records[-1]
     top5 = r.get("top5_accuracy", float("nan"))
+    if objective == "clm":
+        return (
+            f"On the held-out validation split at step {r['step']:,} (next-token prediction):\n\n"
+            "| loss | perplexity | next-token accuracy | top-5 accuracy |\n|---|---|---|---|\n"
+            f"| {r['loss']:.4f} | {r['perplexity']:.2f} | {r['next_token_accuracy']:.4f} | {top5:.4f} |\n"
+        )
     return (
         f"On the held-out validation split at step {r['step']:,} (15% of tokens masked):\n\n"
         "| loss | perplexity | masked accuracy | top-5 accuracy |\n|---|---|---|---|\n"
@@ -673,10 +739,11 @@ def import_hf(hf_dir: str | Path, out_run: str | Path) -> Path:
         tokenizer=TokenizerConfig(tokenizer.kind, tokenizer.vocab_size, special_tokens=tokenizer.scheme),
         data=DataConfig(seq_len=min(DataConfig.seq_len, cfg.max_seq_len)),
         model=cfg,
+        train=TrainConfig(objective="clm" if cfg.causal else "mlm"),  # continued pretraining keeps the objective
     )
     _write_imported_run(out_run, run_cfg, tokenizer, state, {"source": str(hf_dir.resolve()), "model_type": arch})
     count = sum(v.numel() for v in state.values())
-    log.info("imported %s (%s, %s parameters) -> %s", hf_dir, ARCHS[arch].mlm_class, f"{count:,}", out_run)
+    log.info("imported %s (%s, %s parameters) -> %s", hf_dir, model_class(cfg, arch), f"{count:,}", out_run)
     return out_run
 
 

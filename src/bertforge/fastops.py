@@ -64,15 +64,23 @@ class Dropout(torch.nn.Dropout):
 
 
 def attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None, dropout_p: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None,
+    dropout_p: float,
+    is_causal: bool = False,
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + mask) v with dropout on the probabilities; (B, nh, T, hd) in and out.
 
     SDPA whenever it can use a fast kernel (no dropout, or not on CPU); written out on CPU with
     dropout, where SDPA would take its slow math path."""
     if dropout_p == 0.0 or q.device.type != "cpu":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
-    scores = torch.matmul(q * (1.0 / math.sqrt(q.shape[-1])), k.transpose(-1, -2))  # (B, nh, T, T)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)
+    scores = torch.matmul(q * (1.0 / math.sqrt(q.shape[-1])), k.transpose(-1, -2))  # (B, nh, Tq, Tk)
+    if is_causal:  # query i attends to keys 0..i (queries and keys start together, as SDPA's is_causal)
+        future = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(future, float("-inf"))
     if attn_mask is not None:  # boolean, True = attend
         scores = scores.masked_fill(~attn_mask, float("-inf"))
     probs = dropout(torch.softmax(scores, dim=-1), dropout_p, training=True)

@@ -125,3 +125,15 @@ def mask_tokens(
     inputs = torch.where(to_mask, torch.full_like(input_ids, vocab.mask_id), input_ids)
     inputs = torch.where(to_random, vocab.replacement_ids[picks], inputs)
     return inputs, labels
+
+
+def causal_labels(ids: torch.Tensor, pad_id: int, loss_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, T) next-token labels for a causal LM: labels[:, t] = ids[:, t + 1], -100 where nothing is
+    predicted: the last position, padding, and (with a template's loss mask) prompt tokens."""
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    target = ids[:, 1:]
+    keep = target != pad_id
+    if loss_mask is not None:
+        keep &= loss_mask[:, 1:].bool()
+    labels[:, :-1] = torch.where(keep, target, IGNORE_INDEX)
+    return labels

@@ -6,6 +6,9 @@ Speed ideas, each of which keeps the math of BERT unchanged:
 - one fused QKV projection instead of three matmuls;
 - the MLM decoder (hidden x vocab, the largest matmul of a small model) runs only on the
   ~15% masked positions when labels are given (`sparse_prediction`, as in Cramming).
+With `model.causal` the same modules are a decoder (HF's `RobertaForCausalLM`): SDPA's
+`is_causal=True` in training, and a key/value cache (`KVCache`) when generating, so each new
+token runs one position through each layer.
 Parameter shapes match Hugging Face's `BertForMaskedLM` / `RobertaForMaskedLM`, so export is a
 renaming plus a QKV split (see export.py).
 """
@@ -50,11 +53,15 @@ class Embeddings(nn.Module):
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = fastops.Dropout(cfg.hidden_dropout)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None, start: int = 0
+    ) -> torch.Tensor:
         seq_len = input_ids.shape[1]
         # RoBERTa numbers positions from pad_id + 1; padding sits at the end of a sequence, so for
-        # every real token this equals HF's cumsum-of-non-pad numbering.
-        positions = torch.arange(self.position_offset, self.position_offset + seq_len, device=input_ids.device)
+        # every real token this equals HF's cumsum-of-non-pad numbering. `start`: tokens already in
+        # the KV cache, so a generated token continues the numbering.
+        first = self.position_offset + start
+        positions = torch.arange(first, first + seq_len, device=input_ids.device)
         x = self.tokens(input_ids) + self.positions(positions)  # (B, T, H)
         if self.token_types is not None:
             if token_type_ids is None:
@@ -64,22 +71,62 @@ class Embeddings(nn.Module):
         return self.dropout(self.norm(x))
 
 
+class KVCache:
+    """Keys and values of the tokens seen so far, per layer: generation feeds only the new tokens."""
+
+    def __init__(self, num_layers: int):
+        self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
+
+    @property
+    def length(self) -> int:
+        """Tokens already in the cache (the position of the next one), before a forward starts."""
+        return self.cached(0)
+
+    def cached(self, layer: int) -> int:
+        """Tokens in one layer's cache (earlier layers of a running forward already hold the new ones)."""
+        return 0 if self.layers[layer] is None else self.layers[layer][0].shape[2]
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this step's (B, nh, t, hd) keys and values; returns all of them."""
+        past = self.layers[layer]
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        self.layers[layer] = (k, v)
+        return k, v
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with a fused QKV projection and SDPA."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.num_heads = cfg.num_heads
+        self.causal = cfg.causal
         self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
         self.out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.dropout_p = cfg.attention_dropout
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None, cache: KVCache | None = None, layer: int = 0
+    ) -> torch.Tensor:
         B, T, H = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, H // self.num_heads).unbind(dim=2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
-        y = fastops.attention(q, k, v, attn_mask, self.dropout_p if self.training else 0.0)
+        is_causal = self.causal
+        if cache is not None:
+            past = cache.cached(layer)
+            k, v = cache.extend(layer, k, v)
+            if past and T > 1:  # new tokens see the cache and the new ones before them
+                attn_mask, is_causal = causal_mask(T, past, x.device), False
+            elif past:  # one new token sees everything: no mask at all
+                is_causal = False
+        y = fastops.attention(q, k, v, attn_mask, self.dropout_p if self.training else 0.0, is_causal)
         return self.out(y.transpose(1, 2).reshape(B, T, H))
+
+
+def causal_mask(new: int, past: int, device: torch.device) -> torch.Tensor:
+    """(new, past + new) boolean mask: query i (at position past + i) sees keys 0 .. past + i."""
+    return torch.ones(new, past + new, dtype=torch.bool, device=device).tril(diagonal=past)
 
 
 class FeedForward(nn.Module):
@@ -106,11 +153,13 @@ class Block(nn.Module):
         self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = fastops.Dropout(cfg.hidden_dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None, cache: KVCache | None = None, layer: int = 0
+    ) -> torch.Tensor:
         if self.pre_norm:
-            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask))
+            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask, cache, layer))
             return x + self.dropout(self.ffn(self.ffn_norm(x)))
-        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
+        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask, cache, layer)))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
@@ -119,6 +168,7 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        self.causal = cfg.causal
         self.embeddings = Embeddings(cfg)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.final_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else None
@@ -128,11 +178,14 @@ class Encoder(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
-        x = self.embeddings(input_ids, token_type_ids)
-        attn_mask = padding_mask(attention_mask)
-        for layer in self.layers:
-            x = layer(x, attn_mask)
+        """A causal model needs no padding mask when padding sits at the end: no real token sees
+        a later position. With `cache`, `input_ids` are the tokens after those already cached."""
+        x = self.embeddings(input_ids, token_type_ids, start=cache.length if cache is not None else 0)
+        attn_mask = None if self.causal else padding_mask(attention_mask)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, attn_mask, cache, i)
         return self.final_norm(x) if self.final_norm is not None else x
 
 
@@ -172,7 +225,10 @@ class MLMOutput:
 
 
 class MaskedLM(nn.Module):
-    """Encoder + MLM head: the model that `bertforge pretrain` trains."""
+    """Encoder + MLM head: the model that `bertforge pretrain` trains.
+
+    With `model.causal` it is a causal LM: labels are then the next tokens (masking.causal_labels)
+    and the same head predicts them at every position, as `RobertaForCausalLM`'s `lm_head` does."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -202,6 +258,14 @@ class MaskedLM(nn.Module):
         logits, targets = self.head(h, decoder), labels
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return MLMOutput(logits=logits, loss=loss, labels=targets)
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.config.num_layers)
+
+    def next_token_logits(self, input_ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """(B, V) logits of the token after `input_ids`, which continue the cached ones (causal models)."""
+        h = self.encoder(input_ids, cache=cache)  # (B, t, H)
+        return self.head(h[:, -1], self.encoder.embeddings.tokens.weight)
 
 
 def init_weights(module: nn.Module, std: float) -> None:

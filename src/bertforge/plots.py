@@ -14,9 +14,16 @@ PANELS = (
     ("loss", "training loss", "train"),
     ("loss", "validation loss", "validation"),
     ("perplexity", "validation perplexity", "validation"),
-    ("masked_accuracy", "validation masked accuracy", "validation"),
+    ("accuracy", "validation accuracy (masked / next token)", "validation"),
     ("lr", "learning rate", "train"),
 )
+
+
+def _value(record: dict, key: str):
+    """The record's `key`; "accuracy" is masked accuracy (MLM runs) or next-token accuracy (CLM runs)."""
+    if key == "accuracy":
+        return record.get("masked_accuracy", record.get("next_token_accuracy"))
+    return record.get(key)
 
 
 def _pyplot():
@@ -42,7 +49,8 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
     fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.4), constrained_layout=True)
     for ax, (key, title, split) in zip(axes, PANELS):
         for name, records in runs.items():
-            points = [(r[x], r[key]) for r in records if r["split"] == split and key in r and x in r]
+            values = [(r[x], _value(r, key)) for r in records if r["split"] == split and x in r]
+            points = [(at, value) for at, value in values if value is not None]
             if points:
                 ax.plot(*zip(*points), marker="." if split == "validation" else None, label=name)
         ax.set_title(title)

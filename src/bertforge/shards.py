@@ -6,6 +6,8 @@ A data folder (made by `prepare`, read by `PackedShards`):
     tokenizer/               the tokenizer the ids come from, so the folder is self-contained
     train-00000.bin ...      raw little-endian uint16 (uint32 for vocabularies > 65535),
     validation-00000.bin     shape (sequences, seq_len), at most data.shard_max_sequences per file
+    train-00000.loss.bin     with a template (data.template) only: uint8 loss mask, same shape, 1
+                             where a causal LM's response tokens (and their closing eos) sit
 
 Packing (`data.packing`), every sequence `seq_len` long and starting with bos:
 
@@ -35,6 +37,7 @@ from tqdm import tqdm
 from . import __version__, corpus, files
 from .config import CorpusConfig, DataConfig, to_dict
 from .errors import DataError
+from .templates import Example, encode_examples, iter_examples, load_template
 from .tokenizer import TextTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -132,43 +135,55 @@ class _SplitWriter:
     carries state (fewer than seq_len - 2 tokens waiting for the next documents).
     """
 
-    def __init__(self, folder: Path, name: str, dtype: np.dtype, data_cfg: DataConfig, tok: TextTokenizer) -> None:
+    def __init__(
+        self, folder: Path, name: str, dtype: np.dtype, data_cfg: DataConfig, tok: TextTokenizer, masks: bool = False
+    ) -> None:
         self.folder, self.name, self.dtype = folder, name, dtype
         self.seq_len, self.packing, self.max_rows = data_cfg.seq_len, data_cfg.packing, data_cfg.shard_max_sequences
         self.bos_id, self.eos_id, self.pad_id = tok.bos_id, tok.eos_id, tok.pad_id
-        self.carry = _EMPTY
+        self.carry = self.mask_carry = _EMPTY
+        self.masks = masks  # also pack a loss mask, token for token (templated records)
         self.shards: list[list] = []  # [file name, rows] per shard file
         self.documents = self.tokens = self.truncated = 0
 
-    def add(self, token_lists: list[list[int]]) -> None:
+    def add(self, token_lists: list[list[int]], mask_lists: list[list[int]] | None = None) -> None:
         self.documents += len(token_lists)
-        ids = (self.bos_id, self.eos_id)
-        if self.packing == "full":
-            stream = np.concatenate([self.carry, join_docs(token_lists, self.eos_id)])
-            rows, self.carry = cut_full(stream, self.seq_len, *ids)
-        elif self.packing == "pad":
-            rows = pad_rows(token_lists, self.seq_len, *ids, self.pad_id)
-        else:
+        if self.packing == "line":
             self.truncated += sum(len(tokens) > self.seq_len - 2 for tokens in token_lists)
-            rows = line_rows(token_lists, self.seq_len, *ids, self.pad_id)
-        self._write(rows)
+        rows, self.carry = self._pack(token_lists, self.carry, self.bos_id, self.eos_id, self.pad_id)
+        mask_rows = None
+        if self.masks:
+            # The same packing on the masks: bos, frame eos and padding are 0, a document's own eos is 1.
+            mask_rows, self.mask_carry = self._pack(mask_lists, self.mask_carry, 0, 1, 0, frame_eos=0)
+        self._write(rows, mask_rows)
+
+    def _pack(self, lists, carry, bos: int, eos: int, pad: int, frame_eos: int | None = None):
+        frame_eos = eos if frame_eos is None else frame_eos
+        if self.packing == "full":
+            return cut_full(np.concatenate([carry, join_docs(lists, eos)]), self.seq_len, bos, frame_eos)
+        pack = pad_rows if self.packing == "pad" else line_rows
+        return pack(lists, self.seq_len, bos, eos, pad), carry
 
     def close(self) -> dict:
         """Write the padded last row (full packing), sync the files, and return the manifest entry."""
         if len(self.carry):
-            self._write(frame([self.carry], self.seq_len, self.bos_id, self.eos_id, self.pad_id))
-            self.carry = _EMPTY
+            last = frame([self.carry], self.seq_len, self.bos_id, self.eos_id, self.pad_id)
+            self._write(last, frame([self.mask_carry], self.seq_len, 0, 0, 0) if self.masks else None)
+            self.carry = self.mask_carry = _EMPTY
         for name, _ in self.shards:
             _fsync(self.folder / name)
+            if self.masks:
+                _fsync(self.folder / mask_file(name))
         return {
             "shards": [{"file": name, "sequences": rows} for name, rows in self.shards],
+            "loss_mask": self.masks,
             "sequences": sum(rows for _, rows in self.shards),
             "tokens": self.tokens,
             "documents": self.documents,
             "truncated": self.truncated,
         }
 
-    def _write(self, rows: np.ndarray) -> None:
+    def _write(self, rows: np.ndarray, mask_rows: np.ndarray | None = None) -> None:
         self.tokens += int(np.count_nonzero(rows != self.pad_id))
         start = 0
         while start < len(rows):
@@ -178,8 +193,16 @@ class _SplitWriter:
             take = min(self.max_rows - count, len(rows) - start)
             with open(self.folder / name, "ab") as f:
                 f.write(rows[start : start + take].astype(self.dtype).tobytes())
+            if mask_rows is not None:
+                with open(self.folder / mask_file(name), "ab") as f:
+                    f.write(mask_rows[start : start + take].astype(np.uint8).tobytes())
             self.shards[-1][1] += take
             start += take
+
+
+def mask_file(shard: str) -> str:
+    """The loss-mask file beside a shard: train-00000.bin -> train-00000.loss.bin."""
+    return shard.removesuffix(".bin") + ".loss.bin"
 
 
 def _fsync(path: Path) -> None:
@@ -219,13 +242,26 @@ def _routed(
     sources: Sequence, val_sources: Sequence | None, data_cfg: DataConfig, corpus_cfg: CorpusConfig
 ) -> Iterator[tuple[str, str]]:
     """(split, document) for the whole build; every source is checked before the first one."""
-    docs = corpus.iter_documents(sources, corpus_cfg)
+    docs = documents(sources, corpus_cfg, data_cfg)
     if val_sources:
-        val_docs = corpus.iter_documents(val_sources, corpus_cfg)
+        val_docs = documents(val_sources, corpus_cfg, data_cfg)
         return itertools.chain((("validation", d) for d in val_docs), (("train", d) for d in docs))
     if data_cfg.val_fraction > 0:
         return split_by_fraction(docs, data_cfg.val_fraction, np.random.default_rng(data_cfg.seed))
     return (("train", d) for d in docs)
+
+
+def documents(sources: Sequence, corpus_cfg: CorpusConfig, data_cfg: DataConfig) -> Iterator[str | Example]:
+    """The corpus's documents: strings, or templated records (`Example`) with `data.template`."""
+    if data_cfg.template:
+        return iter_examples(sources, corpus_cfg, load_template(data_cfg.template))
+    return corpus.iter_documents(sources, corpus_cfg)
+
+
+def document_texts(sources: Sequence, corpus_cfg: CorpusConfig, data_cfg: DataConfig) -> Iterator[str]:
+    """Plain texts of `documents`, e.g. to train a tokenizer on what the model will read."""
+    for doc in documents(sources, corpus_cfg, data_cfg):
+        yield doc.text if isinstance(doc, Example) else doc
 
 
 def _batched(items: Iterable, size: int) -> Iterator[list]:
@@ -243,6 +279,8 @@ def build_key(
     """Hash of everything that decides the shards' bytes: corpus files, tokenizer, data settings."""
     data = to_dict(data_cfg)
     del data["encode_batch_docs"]  # how many documents go to the tokenizer at once changes nothing
+    if not data["template"]:
+        del data["template"]  # keeps the keys of folders built before templates existed
     return files.stable_hash(
         {
             "format_version": FORMAT_VERSION,
@@ -309,15 +347,20 @@ def _write_splits(
     """Read, encode (a batch at a time, on all cores) and pack every document; manifest entries per split."""
     names = ["train", "validation"] if val_sources or data_cfg.val_fraction > 0 else ["train"]
     dtype = storage_dtype(tok.vocab_size)
-    writers = {name: _SplitWriter(folder, name, dtype, data_cfg, tok) for name in names}
-    documents = _routed(sources, val_sources, data_cfg, corpus_cfg)
+    templated = bool(data_cfg.template)
+    writers = {name: _SplitWriter(folder, name, dtype, data_cfg, tok, masks=templated) for name in names}
+    routed = _routed(sources, val_sources, data_cfg, corpus_cfg)
     with _progress_bar(sources, val_sources, progress) as bar:
-        for batch in _batched(documents, data_cfg.encode_batch_docs):
-            ids = tok.encode_batch([text for _, text in batch])
+        for batch in _batched(routed, data_cfg.encode_batch_docs):
+            if templated:
+                ids, masks = encode_examples(tok, [doc for _, doc in batch])
+            else:
+                ids, masks = tok.encode_batch([text for _, text in batch]), None
             for name, writer in writers.items():
-                writer.add([tokens for (split, _), tokens in zip(batch, ids) if split == name])
+                mine = [i for i, (split, _) in enumerate(batch) if split == name]
+                writer.add([ids[i] for i in mine], [masks[i] for i in mine] if masks else None)
             if not bar.disable:
-                bar.update(sum(len(text.encode("utf-8")) for _, text in batch))
+                bar.update(sum(len((doc.text if templated else doc).encode("utf-8")) for _, doc in batch))
         if bar.total:  # documents leave out blank lines and markup: end at 100%, not 97%
             bar.update(max(0, bar.total - bar.n))
     splits = {name: writer.close() for name, writer in writers.items()}
@@ -428,10 +471,12 @@ class PackedShards:
             )
         self.seq_len, self.pad_id = self.manifest["seq_len"], self.manifest["pad_id"]
         self.num_tokens = info["tokens"]  # non-pad tokens, bos/eos included
+        self.has_loss_mask = bool(info.get("loss_mask"))  # templated records: where the responses are
         self._dtype = np.dtype(self.manifest["dtype"]).newbyteorder("<")
         self._files = [(self.data_dir / shard["file"], shard["sequences"]) for shard in info["shards"]]
         self._starts = np.cumsum([0] + [rows for _, rows in self._files])  # (num_shards + 1,) first row of each
         self._maps: list[np.memmap] | None = None
+        self._mask_maps: list[np.memmap] | None = None
         self._check_sizes()
 
     def __len__(self) -> int:
@@ -447,16 +492,30 @@ class PackedShards:
 
     def __getstate__(self) -> dict:
         """Pickle (for DataLoader workers) without the maps; each process maps the files itself."""
-        return {**self.__dict__, "_maps": None}
+        return {**self.__dict__, "_maps": None, "_mask_maps": None}
 
-    def _rows(self, idx: np.ndarray) -> np.ndarray:
+    def loss_mask(self, index: np.ndarray | Sequence[int]) -> np.ndarray:
+        """(n, seq_len) uint8 loss mask of the rows `index` (1 on response tokens); templated shards only."""
+        if not self.has_loss_mask:
+            raise DataError(
+                f"{self.data_dir}: the shards have no loss mask; prepare them with a template (--template) "
+                "for train.loss_on=response"
+            )
+        if self._mask_maps is None:
+            self._mask_maps = [
+                np.memmap(path.with_name(mask_file(path.name)), dtype=np.uint8, mode="r", shape=(rows, self.seq_len))
+                for path, rows in self._files
+            ]
+        return self._rows(np.asarray(index, dtype=np.int64).reshape(-1), self._mask_maps, np.uint8)
+
+    def _rows(self, idx: np.ndarray, maps: list[np.memmap] | None = None, dtype=np.int64) -> np.ndarray:
         n = len(self)
         if idx.size and (idx.min() < -n or idx.max() >= n):
             raise IndexError(f"index out of range for {n} sequences in {self.data_dir} ({self.split})")
         idx = np.where(idx < 0, idx + n, idx)
         shard = np.searchsorted(self._starts, idx, side="right") - 1
-        out = np.empty((len(idx), self.seq_len), dtype=np.int64)
-        maps = self._open()
+        out = np.empty((len(idx), self.seq_len), dtype=dtype)
+        maps = maps if maps is not None else self._open()
         for s in np.unique(shard):
             hit = shard == s
             out[hit] = maps[s][idx[hit] - self._starts[s]]

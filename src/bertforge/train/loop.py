@@ -28,9 +28,9 @@ import torch
 
 from ..config import RunConfig, TrainConfig, save_config
 from ..errors import ConfigError, DataError
-from ..evaluate import attention_mask_for, eval_sequences, evaluate_sums, metrics_from_sums
+from ..evaluate import ACCURACY_KEY, attention_mask_for, eval_sequences, evaluate_sums, metrics_from_sums
 from ..files import read_json, write_json
-from ..masking import MaskingVocab, mask_tokens, sequence_seeds
+from ..masking import MaskingVocab, causal_labels, mask_tokens, sequence_seeds
 from ..model import IGNORE_INDEX, MaskedLM, count_parameters
 from ..runtime import autocast, autocast_dtype, resolve_device
 from ..shards import PackedShards, check_compatible, load_manifest
@@ -89,8 +89,11 @@ class Trainer:
     world: World
 
 
-def resolve_config(cfg: RunConfig, tokenizer: TextTokenizer, seq_len: int, init_from: Path | None = None) -> RunConfig:
-    """Fit the model to the tokenizer and shards it trains on (vocab, pad id, position style).
+def resolve_config(
+    cfg: RunConfig, tokenizer: TextTokenizer, seq_len: int, init_from: Path | None = None, template: str = ""
+) -> RunConfig:
+    """Fit the model to the tokenizer and shards it trains on (vocab, pad id, position style, the
+    shards' template, which `generate` wraps prompts in).
 
     A model initialised from another run keeps its shape; its tokenizer must be the data's."""
     if init_from is not None:
@@ -103,12 +106,13 @@ def resolve_config(cfg: RunConfig, tokenizer: TextTokenizer, seq_len: int, init_
     else:
         offset = tokenizer.pad_id + 1 if tokenizer.scheme == "roberta" else 0
         model = replace(cfg.model, vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, position_offset=offset)
+    model = replace(model, causal=cfg.train.objective == "clm")  # saved in config.yaml: load_run rebuilds it right
     if seq_len > model.max_seq_len:
         raise ConfigError(
             f"the shards hold {seq_len}-token sequences but model.max_seq_len is {model.max_seq_len}; "
             "raise model.max_seq_len or prepare with a shorter data.seq_len"
         )
-    return replace(cfg, model=model, data=replace(cfg.data, seq_len=seq_len))
+    return replace(cfg, model=model, data=replace(cfg.data, seq_len=seq_len, template=template))
 
 
 def build_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.AdamW:
@@ -209,7 +213,10 @@ def check_inputs(
     """Every user error a run can meet before it trains: run folder, data, batch split, device."""
     resume = should_resume(run_dir, resume, world)
     tokenizer, train_data, val_data = open_data(data_dir)
-    cfg = resolve_config(cfg, tokenizer, train_data.seq_len, None if resume else init_from)
+    template = train_data.manifest.get("data", {}).get("template", "")
+    cfg = resolve_config(cfg, tokenizer, train_data.seq_len, None if resume else init_from, template)
+    if cfg.train.loss_on == "response" and not train_data.has_loss_mask:
+        train_data.loss_mask([0])  # the DataError that says how to make shards with a loss mask
     order = batch_order(cfg.train, len(train_data), world)
     device, amp_dtype = devices(cfg.train, world)
     return Checked(cfg, resume, tokenizer, train_data, val_data, order, device, amp_dtype)
@@ -318,16 +325,26 @@ class MicroBatch:
 
 
 def next_batch(t: Trainer) -> MicroBatch:
-    """Read, mask and move this rank's sequences of the next global micro-batch (and no others)."""
+    """Read, mask (MLM) or shift (CLM) and move this rank's sequences of the next global micro-batch."""
     indices = t.order.indices(t.state.batches)
     ids = t.train_data[indices]  # (B, T) numpy, B = batch_size / world size
-    seeds = sequence_seeds(t.cfg.train.seed, t.order.epoch_of(t.state.batches), indices)
-    inputs, labels = mask_tokens(torch.from_numpy(ids), t.vocab, t.cfg.masking, seeds)
+    if t.cfg.train.objective == "clm":
+        inputs, labels = objective_inputs(t.cfg.train, t.train_data, ids, indices)
+    else:
+        seeds = sequence_seeds(t.cfg.train.seed, t.order.epoch_of(t.state.batches), indices)
+        inputs, labels = mask_tokens(torch.from_numpy(ids), t.vocab, t.cfg.masking, seeds)
     mask = attention_mask_for(ids, t.train_data.pad_id)
     t.state.batches += 1
     to = lambda x: None if x is None else x.to(t.device, non_blocking=True)  # noqa: E731
     masked, tokens = int((labels != IGNORE_INDEX).sum()), int((ids != t.train_data.pad_id).sum())
     return MicroBatch(to(inputs), to(mask), to(labels), masked, tokens)
+
+
+def objective_inputs(cfg: TrainConfig, shards: PackedShards, ids, indices) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal LM: the ids as they are, and next-token labels (only on responses with loss_on=response)."""
+    loss_mask = torch.from_numpy(shards.loss_mask(indices)) if cfg.loss_on == "response" else None
+    ids = torch.from_numpy(ids)
+    return ids, causal_labels(ids, shards.pad_id, loss_mask)
 
 
 def train_step(t: Trainer) -> dict:
@@ -353,7 +370,11 @@ def train_step(t: Trainer) -> dict:
     for i, b in enumerate(batches):
         with distributed.gradient_sync(t.parallel, enabled=i == len(batches) - 1):
             with autocast(t.device, t.amp_dtype):
-                share = t.train_model(b.inputs, b.attention_mask, b.labels).loss * (b.masked / masked)
+                out = t.train_model(b.inputs, b.attention_mask, b.labels)
+                # A CLM micro-batch of prompt-only pieces (loss_on=response) has nothing to predict:
+                # its mean loss is NaN, so it adds a zero that still runs backward (DDP syncs there).
+                loss = out.loss if b.masked else out.logits.sum() * 0.0
+                share = loss * (b.masked / max(masked, 1))
             scaled = share * t.world.size
             (t.scaler.scale(scaled) if t.scaler else scaled).backward()
         loss_sum += share.detach()
@@ -380,13 +401,16 @@ def run_evaluation(t: Trainer) -> dict | None:
     sums = evaluate_sums(
         t.model, t.val_data, t.vocab, cfg.batch_size // t.world.size, count, cfg.eval_seed, t.device, t.amp_dtype,
         rank=t.world.rank, world_size=t.world.size, lockstep=distributed.is_sharded(t.model),
+        objective=cfg.objective, loss_on=cfg.loss_on,
     )
-    result = metrics_from_sums(t.world.sum_values(sums))
+    result = metrics_from_sums(t.world.sum_values(sums), cfg.objective)
     t.metrics.write("validation", t.state.step, {**result, "tokens": t.state.tokens})
-    log_samples(t)  # fill-mask guesses on fixed validation sentences (rank 0)
+    accuracy = "next-token" if cfg.objective == "clm" else "masked"
+    if cfg.objective == "mlm":
+        log_samples(t)  # fill-mask guesses on fixed validation sentences (rank 0)
     info(
-        t, "step %d validation: loss %.4f  perplexity %.2f  masked accuracy %.4f",
-        t.state.step, result["loss"], result["perplexity"], result["masked_accuracy"],
+        t, "step %d validation: loss %.4f  perplexity %.2f  %s accuracy %.4f",
+        t.state.step, result["loss"], result["perplexity"], accuracy, result[ACCURACY_KEY[cfg.objective]],
     )
     return result
 
