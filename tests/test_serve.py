@@ -45,7 +45,7 @@ def test_info_says_which_panels_apply_and_what_the_model_is(client, tiny_run):
     assert info["model"]["hidden_size"] == 32 and info["model"]["parameters"] > 0
     assert info["tokenizer"]["mask_token"] == "<mask>" and info["training"]["step"] == 6
     assert info["metrics"]["step"] == 6 and info["curves"] is True
-    assert info["limits"] == {"max_chars": 2000, "max_body_bytes": 16384, "max_top_k": 20}
+    assert info["limits"] == {"max_chars": 2000, "max_body_bytes": 16384, "max_top_k": 20, "max_new_tokens": 256}
 
 
 def test_fill_mask_equals_the_library(client, tiny_run):
@@ -200,8 +200,54 @@ def test_odd_bodies_on_every_endpoint_never_give_a_500(client):
     bodies = [b"", b"null", b"3", b'"text"', b"[" * 8000 + b"]" * 8000, b'{"text": null}', b'{"text": {"a": 1}}',
               b'{"text": ["<mask>"]}', b'{"word": 1.5}', b'{"a": "", "b": ""}', b'{"text": "\\u0000<mask>"}',
               b'{"text": "<mask>", "text": 5}', "{\"text\": \"\u00e9t\u00e9 <mask> \U0001f600\"}".encode()]
-    for path in ("/api/fill-mask", "/api/similarity", "/api/neighbours", "/api/classify", "/api/tag"):
+    for path in ("/api/fill-mask", "/api/similarity", "/api/neighbours", "/api/classify", "/api/tag", "/api/generate"):
         for body in bodies:
             r = client.post(path, content=body)
             assert r.status_code < 500 and r.headers["content-type"] == "application/json", (path, body[:40], r.text)
             assert r.status_code == 200 or "error" in r.json()
+
+
+@pytest.fixture(scope="module")
+def causal_client(data_dir, tmp_path_factory):
+    from bertforge.tokenizer import load_tokenizer
+    from conftest import make_causal_run
+
+    run = make_causal_run(tmp_path_factory.mktemp("causal") / "run", load_tokenizer(data_dir / "tokenizer"))
+    with TestClient(create_app(run, "cpu"), raise_server_exceptions=False) as c:
+        yield c, run
+
+
+def test_a_causal_run_gets_the_generate_panel_and_its_answers_equal_the_library(causal_client):
+    from bertforge import generate
+
+    c, run = causal_client
+    info = c.get("/api/info").json()
+    assert info["kind"] == "causal" and info["panels"][0] == "generate" and "fill-mask" not in info["panels"]
+    body = {"text": "Once upon a time", "max_new_tokens": 12, "temperature": 0, "top_k": 0}
+    r = c.post("/api/generate", json=body)
+    assert r.status_code == 200, r.text
+    expected = generate(load_run(run, device="cpu"), "Once upon a time", max_new_tokens=12, temperature=0)
+    assert r.json()["token_ids"] == expected["token_ids"] and r.json()["text"] == expected["text"]
+    sampled = [c.post("/api/generate", json={"text": "Once", "temperature": 1.0, "seed": 3, "max_new_tokens": 8}).json()
+               for _ in range(2)]
+    assert sampled[0]["token_ids"] == sampled[1]["token_ids"]  # a seed repeats a sample
+    assert c.post("/api/fill-mask", json={"text": "a <mask>"}).status_code == 404
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"text": "x", "temperature": -1}, "temperature"),
+    ({"text": "x", "top_p": 1.5}, "top"),
+    ({"text": "x", "top_k": -1}, "top_k"),
+    ({"text": "x", "max_new_tokens": 100000}, "max_new_tokens"),
+    ({"text": "x", "temperature": "hot"}, "number"),
+    ({"text": "   "}, "empty"),
+])
+def test_bad_generate_requests_are_422(causal_client, body, message):
+    c, _ = causal_client
+    r = c.post("/api/generate", json=body)
+    assert r.status_code == 422 and message in r.json()["error"], r.text
+
+
+def test_generate_is_404_for_a_masked_lm(client):
+    r = client.post("/api/generate", json={"text": "x"})
+    assert r.status_code == 404 and "generate" in r.json()["error"]

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 16 * 1024
 MAX_CHARS = 2000
 MAX_TOP_K = 20
+MAX_NEW_TOKENS = 256  # per generate request: keeps one request to seconds on a CPU
+MAX_SAMPLE_TOP_K = 1000  # generate's top-k (0 = off) may be larger than a list of answers
 # The page's files: fixed names, read from the package; no request names a file.
 ASSETS = {"/": ("index.html", "text/html"), "/static/app.js": ("app.js", "text/javascript"),
           "/static/style.css": ("style.css", "text/css")}
@@ -59,13 +61,18 @@ class ServedModel:
 
     @property
     def kind(self) -> str:
-        """"pretrain" (an MLM head: fill-mask), or the fine-tuning task ("classify", "ner")."""
-        return "pretrain" if self.finetuned is None else self.finetuned.task
+        """"pretrain" (an MLM head: fill-mask), "causal" (a causal LM: generate), or the
+        fine-tuning task ("classify", "ner")."""
+        if self.finetuned is not None:
+            return self.finetuned.task
+        return "causal" if self.run.config.model.causal else "pretrain"
 
     @property
     def panels(self) -> list[str]:
         """The page's panels that apply to this model, in page order (one JS function each)."""
-        first = {"pretrain": ["fill-mask"], "classify": ["classify"], "ner": ["tag"]}.get(self.kind, [])
+        first = {"pretrain": ["fill-mask"], "causal": ["generate"], "classify": ["classify"], "ner": ["tag"]}.get(
+            self.kind, []
+        )
         return [*first, "similarity", "neighbours", "info"]
 
     def info(self) -> dict:
@@ -81,7 +88,8 @@ class ServedModel:
                 "heads": m.num_heads, "vocab_size": m.vocab_size, "max_seq_len": m.max_seq_len, "norm": m.norm,
             },
             "tokenizer": {"kind": self.run.tokenizer.kind, "mask_token": self.run.tokenizer.mask_token},
-            "limits": {"max_chars": MAX_CHARS, "max_body_bytes": MAX_BODY_BYTES, "max_top_k": MAX_TOP_K},
+            "limits": {"max_chars": MAX_CHARS, "max_body_bytes": MAX_BODY_BYTES, "max_top_k": MAX_TOP_K,
+                       "max_new_tokens": MAX_NEW_TOKENS},
             "curves": self.curves_png() is not None,
         }
         if self.finetuned is None:
@@ -153,7 +161,9 @@ class ServedModel:
 # ---------------------------------------------------------------- requests
 
 
-async def read_body(request: Request, fields: dict[str, type], required: tuple[str, ...]) -> dict:
+async def read_body(
+    request: Request, fields: dict[str, type], required: tuple[str, ...], top_k_range: tuple[int, int] = (1, MAX_TOP_K)
+) -> dict:
     """The JSON object of a request, checked: size, syntax, known fields, types, text lengths."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
@@ -179,8 +189,10 @@ async def read_body(request: Request, fields: dict[str, type], required: tuple[s
             raise ApiError(422, f"missing field {name!r}")
     for name, value in data.items():
         kind = fields[name]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ApiError(422, f"{name!r} must be {'a string' if kind is str else 'an integer'}")
+        accepted = (int, float) if kind is float else kind  # a JSON number may be written 1 or 1.0
+        if not isinstance(value, accepted) or isinstance(value, bool):
+            what = {str: "a string", int: "an integer", float: "a number"}[kind]
+            raise ApiError(422, f"{name!r} must be {what}")
         if kind is str:
             if len(value) > MAX_CHARS:
                 raise ApiError(422, f"{name!r} is {len(value)} characters long; at most {MAX_CHARS}")
@@ -190,8 +202,9 @@ async def read_body(request: Request, fields: dict[str, type], required: tuple[s
                 value.encode("utf-8")
             except UnicodeEncodeError:  # a lone surrogate escape like "\ud800": JSON allows it, text cannot hold it
                 raise ApiError(422, f"{name!r} is not valid Unicode text") from None
-    if "top_k" in data and not 1 <= data["top_k"] <= MAX_TOP_K:
-        raise ApiError(422, f"'top_k' must be between 1 and {MAX_TOP_K}")
+    low, high = top_k_range
+    if "top_k" in data and not low <= data["top_k"] <= high:
+        raise ApiError(422, f"'top_k' must be between {low} and {high}")
     return data
 
 
@@ -269,6 +282,19 @@ def create_app(model: str | Path | ServedModel, device: str = "auto") -> Starlet
         (result,) = await infer(served, predict, served.finetuned, [data["text"]])
         return JSONResponse(result)
 
+    async def generate_api(request: Request) -> Response:
+        from ..generation import generate
+
+        needs(served, "generate")
+        fields = {"text": str, "max_new_tokens": int, "temperature": float, "top_k": int, "top_p": float, "seed": int}
+        data = await read_body(request, fields, ("text",), top_k_range=(0, MAX_SAMPLE_TOP_K))
+        steps = data.get("max_new_tokens", 48)
+        if not 1 <= steps <= MAX_NEW_TOKENS:
+            raise ApiError(422, f"'max_new_tokens' must be between 1 and {MAX_NEW_TOKENS}")
+        options = {k: data[k] for k in ("temperature", "top_k", "top_p", "seed") if k in data}
+        result = await infer(served, lambda: generate(served.run, data["text"], max_new_tokens=steps, **options))
+        return JSONResponse(result)
+
     async def api_error(request: Request, exc: ApiError) -> Response:
         return JSONResponse({"error": exc.message}, status_code=exc.status)
 
@@ -289,6 +315,7 @@ def create_app(model: str | Path | ServedModel, device: str = "auto") -> Starlet
         Route("/api/neighbours", neighbours, methods=["POST"]),
         Route("/api/classify", classify, methods=["POST"]),
         Route("/api/tag", tag, methods=["POST"]),
+        Route("/api/generate", generate_api, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,

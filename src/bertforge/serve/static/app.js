@@ -80,6 +80,26 @@ const PANELS = {
     },
   },
 
+  generate: {
+    title: "Generate",
+    setup(section, info) {
+      section.append(el("p", { class: "hint", text: "A causal LM continues the prompt (wrapped in the run's template, if it has one). Temperature 0 is greedy." }));
+      const text = el("textarea", { id: "generate-text", rows: "3", "aria-label": "prompt" });
+      text.value = "Give three tips for staying healthy.";
+      const number = (id, value, attrs) => el("input", { type: "number", id, value: String(value), ...attrs });
+      const steps = number("generate-steps", 48, { min: "1", max: String(info.limits.max_new_tokens), title: "new tokens", "aria-label": "new tokens" });
+      const temperature = number("generate-temperature", 0.8, { min: "0", step: "0.1", title: "temperature", "aria-label": "temperature" });
+      const topP = number("generate-top-p", 0.95, { min: "0.01", max: "1", step: "0.05", title: "top-p", "aria-label": "top p" });
+      form(section, [text, steps, temperature, topP], "Generate", async (result) => {
+        const data = await api("/api/generate", {
+          text: text.value, max_new_tokens: Number(steps.value), temperature: Number(temperature.value), top_p: Number(topP.value),
+        });
+        result.replaceChildren(el("pre", { class: "generated", id: "generate-output", text: data.text }),
+          el("p", { class: "hint", text: `${data.token_ids.length} tokens, stopped: ${data.stop_reason}, seed ${data.seed}` }));
+      });
+    },
+  },
+
   classify: {
     title: "Classify",
     setup(section, info) {
