@@ -44,7 +44,7 @@ def test_both_sides_train_and_are_evaluated_on_the_same_split(tmp_path):
         assert side["train_seconds"] >= 6.0 and side["steps"] >= 1 and side["tokens"] > 0
         assert [round(p["minutes"] * 60 >= mark) for p, mark in zip(side["curve"], (0, 3, 6))] == [1, 1, 1]
         assert side["curve"][0]["loss"] > side["loss"]  # training lowered the validation loss
-    assert result["settings"]["recipe"] == "cpu-hours"
+    assert result["settings"]["recipe"] == "cpu-minutes"
     held_out = (tmp_path / "work/split/val.txt").read_text().splitlines()
     non_empty = [line for line in lines if line.strip()]
     assert held_out == non_empty[-len(held_out):] and len(held_out) == -(-len(non_empty) * 5 // 100)

@@ -28,7 +28,9 @@ def test_bad_durations(text):
 
 
 def test_recipe_is_chosen_by_machine_and_budget():
-    assert pick_recipe(600, "cpu").name == "cpu-hours"
+    assert pick_recipe(600, "cpu").name == "cpu-minutes"
+    assert pick_recipe(1800, "cpu").name == "cpu-minutes"
+    assert pick_recipe(1801, "cpu").name == "cpu-hours"
     assert pick_recipe(86400, "cpu").name == "cpu-hours"
     assert pick_recipe(2 * 86400, "cpu").name == "cpu-days"
     assert pick_recipe(1800, "gpu").name == "gpu-cramming"
@@ -92,10 +94,10 @@ def test_budget_from_the_cli_prints_and_saves_its_choices(tmp_path):
                      "--set", "tokenizer.vocab_size=600", "--set", "tokenizer.max_docs=2000",
                      "--set", "model.num_layers=1", "--set", "model.norm=post")
     assert result.returncode == 0, result.stderr
-    assert "budget 3s on cpu: recipe cpu-hours" in result.stderr
+    assert "budget 3s on cpu: recipe cpu-minutes" in result.stderr
     assert "model.hidden_dropout = 0.0" in result.stderr
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["train"]["recipe"] == "cpu-hours"
+    assert saved["train"]["recipe"] == "cpu-minutes"
     assert saved["train"]["max_time_s"] == 3.0 and saved["train"]["max_steps"] == 0
     assert saved["train"]["lr"] == 1e-3 and saved["model"]["hidden_dropout"] == 0.0  # from the recipe
     assert saved["model"]["norm"] == "post" and saved["model"]["num_layers"] == 1  # --set wins over it
