@@ -395,16 +395,22 @@ def reference_batches(job: TrainJob, tokenizer: TextTokenizer) -> list[list[dict
     """The bertforge side's sequences in its order, as run_mlm.py's examples (ids, attention and special masks)."""
     shards = PackedShards(job.data_dir, "train")
     order = BatchOrder(len(shards), job.cfg.train.batch_size, job.cfg.train.seed)
-    special = np.isin(np.arange(tokenizer.vocab_size), tokenizer.special_ids)
-    batches = []
-    for index in range(job.warmup_steps + job.steps):
-        rows = shards[order.indices(index)]  # (B, T)
-        batches.append([
-            {"input_ids": row.tolist(), "attention_mask": (row != shards.pad_id).astype(int).tolist(),
-             "special_tokens_mask": special[row].astype(int).tolist()}
-            for row in rows
-        ])
-    return batches
+    special = special_token_table(tokenizer)
+    return [run_mlm_examples(shards[order.indices(i)], shards.pad_id, special) for i in range(job.warmup_steps + job.steps)]
+
+
+def special_token_table(tokenizer: TextTokenizer) -> np.ndarray:
+    """(V,) bool: which token ids are special (the collator must never mask them)."""
+    return np.isin(np.arange(tokenizer.vocab_size), tokenizer.special_ids)
+
+
+def run_mlm_examples(rows: np.ndarray, pad_id: int, special: np.ndarray) -> list[dict]:
+    """(B, T) token rows as run_mlm.py's examples: ids, attention mask, special-tokens mask."""
+    return [
+        {"input_ids": row.tolist(), "attention_mask": (row != pad_id).astype(int).tolist(),
+         "special_tokens_mask": special[row].astype(int).tolist()}
+        for row in rows
+    ]
 
 
 # ---------------------------------------------------------------- prepare

@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from .bench import synchronize
 from .budget import format_duration, machine_kind, pick_recipe
-from .config import build_config, merge, parse_overrides
+from .config import TrainConfig, build_config, merge, parse_overrides
 from .corpus import iter_documents
 from .errors import DataError
 from .evaluate import evaluate_split
@@ -136,7 +136,8 @@ def bench_quality(
             ref_cfg = resolve_config(build_config(preset=recipe.preset, overrides=common), tokenizer, seq_len)
             sides.append(reference_side(ref_cfg, data_dir, tokenizer, budget_s, torch_device))
         val = PackedShards(data_dir, "validation")
-        race(sides, budget_s, evaluations, lambda side: evaluate_side(side, val, trainer.vocab, torch_device))
+        race(sides, budget_s, evaluations, lambda side: evaluate_side(side, val, trainer.vocab, torch_device),
+             torch_device)
         for t in trainers:
             t.metrics.close()
     settings = {
@@ -168,7 +169,7 @@ def reference_side(cfg, data_dir: Path, tokenizer, budget_s: float, device: torc
     from transformers import AutoConfig, AutoModelForMaskedLM, DataCollatorForLanguageModeling
     from transformers.utils import logging as hf_logging
 
-    from .bench import hf_tokenizer
+    from .bench import hf_tokenizer, run_mlm_examples, special_token_table
 
     hf_logging.set_verbosity_error()
     settings = hf_config(cfg.model, tokenizer, default_arch(tokenizer))
@@ -179,17 +180,15 @@ def reference_side(cfg, data_dir: Path, tokenizer, budget_s: float, device: torc
     collator = DataCollatorForLanguageModeling(hf_tokenizer(tokenizer), mlm_probability=0.15)
     shards = PackedShards(data_dir, "train")
     order = BatchOrder(len(shards), cfg.train.batch_size, cfg.train.seed)
-    special = np.isin(np.arange(tokenizer.vocab_size), tokenizer.special_ids)
-    schedule = cfg.train.__class__(lr=REFERENCE_LR, warmup_steps=REFERENCE_WARMUP, schedule="linear",
+    special = special_token_table(tokenizer)
+    schedule = TrainConfig(lr=REFERENCE_LR, warmup_steps=REFERENCE_WARMUP, schedule="linear",
                                    max_steps=0, max_time_s=budget_s)
     state = {"step": 0}
 
     def step(clock: float) -> int:
         for group in optimizer.param_groups:
             group["lr"] = REFERENCE_LR * lr_factor(state["step"], schedule, 0, clock / budget_s)
-        rows = shards[order.indices(state["step"])]
-        examples = [{"input_ids": row.tolist(), "attention_mask": (row != shards.pad_id).astype(int).tolist(),
-                     "special_tokens_mask": special[row].astype(int).tolist()} for row in rows]
+        examples = run_mlm_examples(shards[order.indices(state["step"])], shards.pad_id, special)
         batch = {k: v.to(device) for k, v in collator(examples).items()}
         model(**batch).loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -201,7 +200,10 @@ def reference_side(cfg, data_dir: Path, tokenizer, budget_s: float, device: torc
     return Side("reference", step, HFAdapter(model))
 
 
-def race(sides: list[Side], budget_s: float, evaluations: int, evaluate: Callable[[Side], dict]) -> None:
+def race(
+    sides: list[Side], budget_s: float, evaluations: int, evaluate: Callable[[Side], dict],
+    device: torch.device = torch.device("cpu"),
+) -> None:
     """Step whichever side's clock is behind until every clock reaches the budget; evaluate at
     `evaluations` evenly spaced points of each clock (and at 0)."""
     marks = [budget_s * (i + 1) / evaluations for i in range(evaluations)]
@@ -214,8 +216,7 @@ def race(sides: list[Side], budget_s: float, evaluations: int, evaluate: Callabl
         side = min(running, key=lambda s: s.clock)
         start = time.perf_counter()
         side.tokens += side.step(side.clock)
-        if side.model.parameters().__next__().device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)  # a GPU step is timed when it has finished, not when it was queued
         side.clock += time.perf_counter() - start
         side.steps += 1
         while len(side.curve) <= len(marks) and side.clock >= marks[len(side.curve) - 1]:

@@ -7,6 +7,7 @@ it into config overrides, so --config and --set can still change any choice.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +20,6 @@ DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def parse_duration(text: str | float) -> float:
     """'90s', '10m', '2h', '1d' or plain seconds -> seconds."""
-    import re
-
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
     if not match or float(match.group(1)) <= 0:
         raise ConfigError(f"bad duration {text!r}; use e.g. 90s, 10m, 2h or 1d")
