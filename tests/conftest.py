@@ -1,4 +1,4 @@
-"""Shared test helpers: where the real data lives, and running the CLI as a user does."""
+"""Shared test helpers: where the test data lives, and running the CLI as a user does."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("BERTFORGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+TEST_DATA = REPO / "tests" / "data"  # small redistributable files, each folder with its PROVENANCE.md
 
 
-def shared(rel: str) -> Path:
-    """Path of a file in ../shared/data; skips the test if that folder is absent."""
-    path = SHARED_DATA / rel
+def datafile(rel: str) -> Path:
+    """Path of a file in tests/data; a missing one fails the test (never a skip: the data ships with the repo)."""
+    path = TEST_DATA / rel
     if not path.exists():
-        pytest.skip(f"shared data not found: {path}")
+        pytest.fail(f"test data missing: {path} (tests/data is part of the repository)")
     return path
 
 
@@ -48,14 +48,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
-    """Shards of real text (TinyStories validation head), tiny byte-level BPE vocabulary (600), 32 tokens."""
+    """Shards of real text (TinyStories validation head, 149 KB), tiny byte-level BPE vocabulary (600), 32 tokens."""
     from bertforge.config import CorpusConfig, build_config
     from bertforge.corpus import iter_documents
     from bertforge.shards import prepare
     from bertforge.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("data")
-    source = str(shared("tinystories/tinystories_valid_head.txt"))
+    source = str(datafile("tinystories/tinystories_valid_head.txt"))
     cfg = build_config(preset="tiny", overrides={"tokenizer": {"vocab_size": 600}, "data": {"seq_len": 32}})
     tokenizer = train_tokenizer(iter_documents([source], CorpusConfig()), cfg.tokenizer, root / "tok")
     return prepare([source], tokenizer, cfg.data, cfg.corpus, root / "data", progress=False)

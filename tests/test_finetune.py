@@ -31,7 +31,7 @@ from bertforge.shards import prepare
 from bertforge.tokenizer import train_tokenizer
 from bertforge.train.checkpoint import latest_checkpoint
 from bertforge.train.loop import pretrain
-from conftest import assert_one_line_error, run_cli, shared
+from conftest import assert_one_line_error, datafile, run_cli
 
 SST2_DEV_MAJORITY = 444 / 872  # share of the most frequent class (positive) in SST-2 dev
 
@@ -53,7 +53,7 @@ def one_thread_in_subprocesses(monkeypatch):
 
 
 def sst2_rows(start: int, stop: int) -> list[list[str]]:
-    with open(shared("sst2/train.tsv"), encoding="utf-8") as f:
+    with open(datafile("reviews/train.tsv"), encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     return rows[1 + start : 1 + stop]
 
@@ -69,7 +69,7 @@ def write_tsv(path, rows, header=("sentence", "label")):
 def conll_head(source, path, sentences: int):
     """The first `sentences` sentences of a CoNLL file (a -DOCSTART- line counts as a break)."""
     out, breaks = [], 0
-    for line in open(shared(source), encoding="utf-8"):
+    for line in open(datafile(source), encoding="utf-8"):
         if not line.strip():
             breaks += 1
             if breaks > sentences:
@@ -105,16 +105,16 @@ def sst2(run, tmp_path_factory):
     root = tmp_path_factory.mktemp("sst2")
     train = write_tsv(root / "train.tsv", sst2_rows(0, 2000))
     settings = {"finetune": {"text_column": "sentence", "epochs": 3, "lr": 1e-3}}
-    metrics = finetune(run, train, shared("sst2/dev.tsv"), root / "ft", settings=settings, progress=False)
+    metrics = finetune(run, train, datafile("reviews/dev.tsv"), root / "ft", settings=settings, progress=False)
     return root / "ft", metrics
 
 
 @pytest.fixture(scope="module")
 def ner(run, tmp_path_factory):
     root = tmp_path_factory.mktemp("ner")
-    train = conll_head("conll2003/train.txt", root / "train.txt", 1200)
-    valid = conll_head("conll2003/valid.txt", root / "valid.txt", 300)
-    test = conll_head("conll2003/test.txt", root / "test.txt", 200)
+    train = conll_head("ner/train.txt", root / "train.txt", 1200)
+    valid = conll_head("ner/valid.txt", root / "valid.txt", 300)
+    test = conll_head("ner/test.txt", root / "test.txt", 200)
     settings = {"finetune": {"task": "ner", "epochs": 3, "lr": 2e-3}}
     return root / "ft", finetune(run, train, valid, root / "ft", settings=settings, test=test, progress=False)
 
@@ -148,7 +148,7 @@ def test_finetuned_folder_holds_label_map_report_and_best_weights(sst2):
 
 def test_predict_reproduces_the_validation_accuracy(sst2):
     ft, metrics = sst2
-    with open(shared("sst2/dev.tsv"), encoding="utf-8") as f:
+    with open(datafile("reviews/dev.tsv"), encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
     results = predict(load_finetuned(ft), [text for text, _ in rows])
     accuracy = sum(r["label"] == int(label) for r, (_, label) in zip(results, rows)) / len(rows)
@@ -181,14 +181,14 @@ def test_predict_cli_prints_labels_with_probabilities(sst2):
 
 def test_string_labels_and_text_pairs_from_a_headerless_csv(run, tmp_path):
     """Twitter entity sentiment: 4 string classes, entity + tweet as a pair, columns by number."""
-    with open(shared("twitter-entity-sentiment/twitter_training_one_per_id.csv"), encoding="utf-8", newline="") as f:
+    with open(datafile("tweets/training.csv"), encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))[::6][:600]  # every 6th row: all 32 entities, not only the first ones
     train = tmp_path / "train.csv"
     with open(train, "w", encoding="utf-8", newline="") as f:
         csv.writer(f).writerows(rows)
     columns = {"text_column": "1", "text_pair_column": "3", "label_column": "2"}
     settings = {"finetune": {**columns, "epochs": 2, "lr": 1e-3, "max_seq_len": 48}}
-    valid = shared("twitter-entity-sentiment/twitter_validation.csv")
+    valid = datafile("tweets/validation.csv")
     metrics = finetune(run, train, valid, tmp_path / "ft", settings=settings, test=valid, progress=False)
     labels = ["Irrelevant", "Negative", "Neutral", "Positive"]
     assert metrics["scores"]["test"] == metrics["scores"]["validation"]  # the same file, scored by the best epoch
