@@ -1,4 +1,0 @@
-import pytest
-
-def test_needs_shared_data():
-    pytest.skip("shared data not found: ../shared/data/kant/kant.txt")
