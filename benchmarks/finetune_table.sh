@@ -5,6 +5,13 @@
 # DATA_DIR (else $BERTFORGE_DATA, else the repository's tests/data): the README's figures come from
 # the development machines' ../shared/data (Twitter, SST-2, CoLA, CoNLL-2003). On the repository's
 # tests/data the same commands run on its small stand-ins (tweets, reviews, ner; no CoLA): a smoke run.
+# The real sets (public, not redistributable here; download needs the network), under the names below:
+#   twitter-entity-sentiment/  Kaggle jp797498e/twitter-entity-sentiment-analysis (training reduced to one row per id)
+#   sst2/train.tsv, dev.tsv    GLUE SST-2, https://dl.fbaipublicfiles.com/glue/data/SST-2.zip
+#   cola/                      CoLA raw files, https://nyu-mll.github.io/CoLA/ (in_domain_train.tsv, out_of_domain_dev.tsv)
+#   conll2003/                 CoNLL-2003 English (train.txt, valid.txt; Reuters text, research use)
+# benchmarks/task_corpus.py also reads kant/kant.txt (see the README's "A real run"), wikitext-2/ (WikiText-2 raw
+# valid + test), tinystories/ (TinyStories train and validation heads) and ag_news/test.csv.
 set -euo pipefail
 model=$1; out=$2; data=${3:-${BERTFORGE_DATA:-$(dirname "$0")/../tests/data}}
 [ -d "$data" ] || { echo "error: data folder $data not found; pass DATA_DIR or set BERTFORGE_DATA" >&2; exit 2; }
