@@ -201,7 +201,7 @@ def instruction(rng: random.Random) -> dict:
 def write_instructions(rng: random.Random) -> None:
     folder = HERE / "instructions"
     folder.mkdir(exist_ok=True)
-    records = [instruction(rng) for _ in range(120)]
+    records = [instruction(rng) for _ in range(300)]
     (folder / "instructions.json").write_text(json.dumps(records, indent=4, ensure_ascii=False), encoding="utf-8")
     seeds = []
     for i in range(40):
