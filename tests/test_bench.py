@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bertforge import bench
 from bertforge.bench import LABELS, bench_fill_mask, bench_prepare, bench_text, bench_train, format_table
 from bertforge.config import CorpusConfig, build_config
 from bertforge.corpus import iter_documents
@@ -17,7 +18,7 @@ from bertforge.shards import prepare
 from bertforge.tokenizer import train_tokenizer
 from bertforge.train.loop import pretrain
 from bertforge.train.metrics import read_metrics
-from conftest import TEST_DATA, assert_one_line_error, datafile, run_cli
+from conftest import REPO, TEST_DATA, assert_one_line_error, datafile, run_cli
 
 pytest.importorskip("transformers")
 pytest.importorskip("datasets")
@@ -26,10 +27,10 @@ RESULT_KEYS = {"bench", "settings", "bertforge", "reference", "ratio", "machine"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def no_data_env():
-    """The benchmark's default data is the repository's tests/data, whatever the working folder."""
+def data_env():
+    """The benchmarks read the repository's tests/data, however bertforge was installed."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("BERTFORGE_DATA", raising=False)
+        mp.setenv("BERTFORGE_DATA", str(TEST_DATA))
         yield
 
 
@@ -116,11 +117,18 @@ def test_missing_data_folder_is_one_line_error(tmp_path, monkeypatch):
         bench_prepare(corpus_mb=1, reference=False, data_dir=tmp_path)
 
 
-def test_default_data_is_the_repository_test_data():
-    train, held_out = bench_text()
-    assert [Path(p).relative_to(TEST_DATA).as_posix() for p in train] == [
-        "kant/kant.txt", "pydoc-wiki/wiki.valid.raw", "pydoc-wiki/wiki.test.raw"]
-    assert Path(held_out) == TEST_DATA / "tinystories/tinystories_valid_head.txt"
+def test_default_data_is_the_repository_test_data(monkeypatch):
+    """Without --data-dir or BERTFORGE_DATA: tests/data beside the code in a clone (editable
+    install); from an installed wheel, one error line saying what to pass."""
+    monkeypatch.delenv("BERTFORGE_DATA")
+    if Path(bench.__file__).resolve().is_relative_to(REPO):
+        train, held_out = bench_text()
+        assert [Path(p).relative_to(TEST_DATA).as_posix() for p in train] == [
+            "kant/kant.txt", "pydoc-wiki/wiki.valid.raw", "pydoc-wiki/wiki.test.raw"]
+        assert Path(held_out) == TEST_DATA / "tinystories/tinystories_valid_head.txt"
+    else:
+        with pytest.raises(DataError, match="pass --data-dir DIR"):
+            bench_text()
 
 
 def test_fill_mask_cli_with_a_corpus_needs_no_data_folder(tmp_path, monkeypatch):

@@ -851,8 +851,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--corpus", help="train, fill-mask, quality: one text file instead of the data folder's text")
     p.add_argument("--data-dir", metavar="DIR",
-                   help="benchmark text (default: $BERTFORGE_DATA, else the repository's tests/data; "
-                        "the README's figures: the larger ../shared/data of the development machines)")
+                   help="folder of benchmark text (default: $BERTFORGE_DATA, else the repository's tests/data; "
+                        "layouts in benchmarks/README.md)")
     p.add_argument("--minutes", type=float, default=10, help="quality: training minutes of each side")
     p.add_argument("--evaluations", type=int, default=10, help="quality: validation points along each side's clock")
     p.add_argument("--plot", metavar="PNG", help="quality: validation loss against minutes, both sides")
