@@ -9,7 +9,7 @@
 #   twitter-entity-sentiment/  Kaggle jp797498e/twitter-entity-sentiment-analysis (training reduced to one row per id)
 #   sst2/train.tsv, dev.tsv    GLUE SST-2, https://dl.fbaipublicfiles.com/glue/data/SST-2.zip
 #   cola/                      CoLA raw files, https://nyu-mll.github.io/CoLA/ (in_domain_train.tsv, out_of_domain_dev.tsv)
-#   conll2003/                 CoNLL-2003 English (train.txt, valid.txt; Reuters text, research use)
+#   conll2003/                 CoNLL-2003 English (train.txt, valid.txt), https://www.clips.uantwerpen.be/conll2003/ner/ (Reuters RCV1, research use)
 # benchmarks/task_corpus.py also reads kant/kant.txt (see the README's "A real run"), wikitext-2/ (WikiText-2 raw
 # valid + test), tinystories/ (TinyStories train and validation heads) and ag_news/test.csv.
 set -euo pipefail
