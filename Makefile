@@ -1,9 +1,11 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   -> .venv, dependencies, a small end-to-end pretraining, fill-mask answers
-#   make test   -> .venv, dependencies, the test suite
+#   make test   -> .venv, dependencies, the test suite (ends with one line: optional parts skipped and how to get them)
+#                  PYTEST_ARGS="tests/test_corpus.py" runs a part of it
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bertforge-installed
+PYTEST_ARGS ?=
 
 .PHONY: demo test install clean
 
@@ -21,7 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/bertforge demo --out demo-run
 
 test: $(STAMP)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -rs $(PYTEST_ARGS)
 
 clean:
 	rm -rf demo-run .pytest_cache

@@ -4,12 +4,19 @@ General text (Kant, WikiText-2, TinyStories, AG News) plus the *training* texts 
 fine-tuning tasks without their labels (SST-2, Twitter entity sentiment, CoLA, CoNLL-2003):
 task-adaptive pretraining (Gururangan et al., 2020). No validation, dev or test text is used.
 
-    python benchmarks/task_corpus.py ../shared/data corpus.txt
+    python benchmarks/task_corpus.py [DATA_DIR] corpus.txt
+
+DATA_DIR (else $BERTFORGE_DATA, else the repository's tests/data) is either a folder laid out like
+the development machines' shared data (the README's figures: `../shared/data`, ~14 MB out) or the
+repository's tests/data, whose small stand-ins (reviews, tweets, ner) give a ~1 MB smoke-test corpus.
 """
 
 import csv
+import os
 import sys
 from pathlib import Path
+
+REPO_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 
 def paragraphs(path: Path):
@@ -42,6 +49,9 @@ def conll_sentences(path: Path):
 
 
 def documents(data: Path):
+    if not (data / "sst2/train.tsv").is_file():  # the repository's tests/data
+        yield from repository_documents(data)
+        return
     yield from paragraphs(data / "kant/kant.txt")
     for name in ("wiki.valid.raw", "wiki.test.raw"):
         for line in (data / "wikitext-2" / name).read_text(encoding="utf-8").splitlines():
@@ -58,6 +68,18 @@ def documents(data: Path):
     yield from conll_sentences(data / "conll2003/train.txt")
 
 
+def repository_documents(data: Path):
+    yield from paragraphs(data / "kant/kant.txt")
+    for name in ("wiki.valid.raw", "wiki.test.raw"):
+        for line in (data / "pydoc-wiki" / name).read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.strip().startswith("="):
+                yield line.strip()
+    yield from paragraphs(data / "tinystories/tinystories_valid_head.txt")
+    yield from column(data / "reviews/train.tsv", 0, "\t", header=True)
+    yield from column(data / "tweets/training.csv", 3)
+    yield from conll_sentences(data / "ner/train.txt")
+
+
 def main(data: str, out: str) -> None:
     count = 0
     with open(out, "w", encoding="utf-8") as f:
@@ -68,4 +90,7 @@ def main(data: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    args = sys.argv[1:]
+    if len(args) not in (1, 2):
+        sys.exit("usage: python benchmarks/task_corpus.py [DATA_DIR] OUT.txt")
+    main(args[0] if len(args) == 2 else os.environ.get("BERTFORGE_DATA") or str(REPO_DATA), args[-1])

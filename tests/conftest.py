@@ -1,8 +1,9 @@
-"""Shared test helpers: where the real data lives, and running the CLI as a user does."""
+"""Shared test helpers: where the test data lives, and running the CLI as a user does."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +11,56 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("BERTFORGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+TEST_DATA = REPO / "tests" / "data"  # small redistributable files, each folder with its PROVENANCE.md
 
 
-def shared(rel: str) -> Path:
-    """Path of a file in ../shared/data; skips the test if that folder is absent."""
-    path = SHARED_DATA / rel
+def datafile(rel: str) -> Path:
+    """Path of a file in tests/data; a missing one fails the test (never a skip: the data ships with the repo)."""
+    path = TEST_DATA / rel
     if not path.exists():
-        pytest.skip(f"shared data not found: {path}")
+        pytest.fail(f"test data missing: {path} (tests/data is part of the repository)")
     return path
+
+
+# ---------------------------------------------------------------- skips
+
+# The only parts a machine may lack: hardware and a system browser. Every other skip (missing data, a
+# missing Python package of bertforge[dev]) fails the run when BERTFORGE_STRICT_SKIPS=1, as .ci/run sets.
+OPTIONAL_PARTS = (
+    (re.compile(r"\bCUDA\b|\bGPU\b"), "CUDA tests (no CUDA GPU here; run `make test` on a machine with one)"),
+    (re.compile(r"chromium", re.I), "browser test (no chromium: `sudo apt-get install chromium`, as .ci/run does)"),
+)
+SKIPS: list[tuple[str, str]] = []  # (test id, reason)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        SKIPS.append((report.nodeid, reason.removeprefix("Skipped: ")))
+
+
+def optional_part(reason: str) -> str | None:
+    return next((part for pattern, part in OPTIONAL_PARTS if pattern.search(reason)), None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    unexpected = [skip for skip in SKIPS if optional_part(skip[1]) is None]
+    if unexpected and os.environ.get("BERTFORGE_STRICT_SKIPS") == "1" and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line: which optional parts were skipped and how to get them; then any other skip, loudly."""
+    parts = sorted({part for _, reason in SKIPS if (part := optional_part(reason))})
+    terminalreporter.write_line("optional parts skipped: " + ("; ".join(parts) if parts else "none"))
+    unexpected = [skip for skip in SKIPS if optional_part(skip[1]) is None]
+    if unexpected:
+        why = ("not allowed (BERTFORGE_STRICT_SKIPS=1)" if os.environ.get("BERTFORGE_STRICT_SKIPS") == "1"
+               else "`pip install -e '.[dev]'` gives every Python part")
+        n = len(unexpected)
+        terminalreporter.write_line(f"{n} test{'s' * (n != 1)} skipped for another reason, {why}:", red=True, bold=True)
+        for nodeid, reason in unexpected[:10]:
+            terminalreporter.write_line(f"  {nodeid}: {reason}", red=True)
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -48,14 +90,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
-    """Shards of real text (TinyStories validation head), tiny byte-level BPE vocabulary (600), 32 tokens."""
+    """Shards of real text (TinyStories validation head, 149 KB), tiny byte-level BPE vocabulary (600), 32 tokens."""
     from bertforge.config import CorpusConfig, build_config
     from bertforge.corpus import iter_documents
     from bertforge.shards import prepare
     from bertforge.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("data")
-    source = str(shared("tinystories/tinystories_valid_head.txt"))
+    source = str(datafile("tinystories/tinystories_valid_head.txt"))
     cfg = build_config(preset="tiny", overrides={"tokenizer": {"vocab_size": 600}, "data": {"seq_len": 32}})
     tokenizer = train_tokenizer(iter_documents([source], CorpusConfig()), cfg.tokenizer, root / "tok")
     return prepare([source], tokenizer, cfg.data, cfg.corpus, root / "data", progress=False)

@@ -4,9 +4,13 @@ No timing is asserted here (the machine may be busy); only what each side proces
 the figures are reported.
 """
 
+import json
+from pathlib import Path
+
 import pytest
 
-from bertforge.bench import LABELS, bench_fill_mask, bench_prepare, bench_train, format_table
+from bertforge import bench
+from bertforge.bench import LABELS, bench_fill_mask, bench_prepare, bench_text, bench_train, format_table
 from bertforge.config import CorpusConfig, build_config
 from bertforge.corpus import iter_documents
 from bertforge.errors import DataError
@@ -14,7 +18,7 @@ from bertforge.shards import prepare
 from bertforge.tokenizer import train_tokenizer
 from bertforge.train.loop import pretrain
 from bertforge.train.metrics import read_metrics
-from conftest import SHARED_DATA, shared
+from conftest import REPO, TEST_DATA, assert_one_line_error, datafile, run_cli
 
 pytest.importorskip("transformers")
 pytest.importorskip("datasets")
@@ -23,23 +27,22 @@ RESULT_KEYS = {"bench", "settings", "bertforge", "reference", "ratio", "machine"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def shared_data_env():
-    """The benchmark finds the shared data where the tests do, whatever the working folder."""
-    shared("kant/kant.txt")
+def data_env():
+    """The benchmarks read the repository's tests/data, however bertforge was installed."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BERTFORGE_SHARED_DATA", str(SHARED_DATA))
+        mp.setenv("BERTFORGE_DATA", str(TEST_DATA))
         yield
 
 
 @pytest.fixture(scope="module")
 def train_result():
-    kant = str(shared("kant/kant.txt"))
+    kant = str(datafile("kant/kant.txt"))
     return bench_train(preset="tiny", steps=2, warmup_steps=1, batch_size=8, seq_len=64, corpus=kant)
 
 
 @pytest.fixture(scope="module")
 def fill_result():
-    return bench_fill_mask(preset="tiny", sentences=20, corpus=str(shared("kant/kant.txt")))
+    return bench_fill_mask(preset="tiny", sentences=20, corpus=str(datafile("kant/kant.txt")))
 
 
 def assert_ratios(result, *keys):
@@ -102,15 +105,47 @@ def test_table_without_reference_shows_dashes(train_result):
     assert row.split()[-2:] == ["-", "-"]
 
 
-def test_missing_shared_data_is_one_line_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("BERTFORGE_SHARED_DATA", str(tmp_path / "nope"))
-    with pytest.raises(DataError, match="BERTFORGE_SHARED_DATA"):
+def test_missing_data_folder_is_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("BERTFORGE_DATA", str(tmp_path / "nope"))
+    with pytest.raises(DataError, match="BERTFORGE_DATA"):
         bench_train(preset="tiny", reference=False)
+    with pytest.raises(DataError, match=r"--data-dir \(.*elsewhere\) is not a folder"):
+        bench_train(preset="tiny", reference=False, data_dir=tmp_path / "elsewhere")
+    (tmp_path / "kant").mkdir()
+    (tmp_path / "kant" / "kant.txt").write_text("Kant.\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"lacks the benchmark text: expected kant/kant.txt, pydoc-wiki/wiki.valid.raw"):
+        bench_prepare(corpus_mb=1, reference=False, data_dir=tmp_path)
+
+
+def test_default_data_is_the_repository_test_data(monkeypatch):
+    """Without --data-dir or BERTFORGE_DATA: tests/data beside the code in a clone (editable
+    install); from an installed wheel, one error line saying what to pass."""
+    monkeypatch.delenv("BERTFORGE_DATA")
+    if Path(bench.__file__).resolve().is_relative_to(REPO):
+        train, held_out = bench_text()
+        assert [Path(p).relative_to(TEST_DATA).as_posix() for p in train] == [
+            "kant/kant.txt", "pydoc-wiki/wiki.valid.raw", "pydoc-wiki/wiki.test.raw"]
+        assert Path(held_out) == TEST_DATA / "tinystories/tinystories_valid_head.txt"
+    else:
+        with pytest.raises(DataError, match="pass --data-dir DIR"):
+            bench_text()
+
+
+def test_fill_mask_cli_with_a_corpus_needs_no_data_folder(tmp_path, monkeypatch):
+    """The masked sentences come from --corpus itself: no data folder is read, not even a missing one."""
+    monkeypatch.setenv("BERTFORGE_DATA", str(tmp_path / "nope"))
+    r = run_cli("bench", "fill-mask", "--preset", "tiny", "--corpus", str(datafile("kant/kant.txt")),
+                "--sentences", "8", "--no-reference", "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["settings"]["source"] == ["kant.txt"] and result["bertforge"]["sentences"] == 8
+    r = run_cli("bench", "fill-mask", "--preset", "tiny", "--sentences", "8", "--no-reference")
+    assert_one_line_error(r, "BERTFORGE_DATA", "is not a folder")
 
 
 def test_sparse_and_dense_prediction_train_the_same_curve(tmp_path):
     """The fast path (decoder on masked positions only) and the plain one: same losses, step by step."""
-    source = str(shared("kant/kant.txt"))
+    source = str(datafile("kant/kant.txt"))
     base = build_config(preset="tiny", overrides={"tokenizer": {"vocab_size": 600}, "data": {"seq_len": 32}})
     docs = iter_documents([source], CorpusConfig())
     tokenizer = train_tokenizer(docs, base.tokenizer, tmp_path / "tok", progress=False)

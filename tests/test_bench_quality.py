@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from bertforge import bench_quality as bq
-from conftest import assert_one_line_error, run_cli, shared
+from conftest import assert_one_line_error, datafile, run_cli
 
 
 def test_sides_take_turns_by_their_own_clocks(monkeypatch):
@@ -35,7 +35,7 @@ def test_sides_take_turns_by_their_own_clocks(monkeypatch):
 
 def test_both_sides_train_and_are_evaluated_on_the_same_split(tmp_path):
     pytest.importorskip("transformers")
-    lines = shared("kant/kant.txt").read_text(encoding="utf-8").splitlines()[:3000]
+    lines = datafile("kant/kant.txt").read_text(encoding="utf-8").splitlines()[:3000]
     corpus = tmp_path / "kant-head.txt"
     corpus.write_text("\n".join(lines), encoding="utf-8")
     result = bq.bench_quality(minutes=0.1, corpus=corpus, work_dir=tmp_path / "work", evaluations=2)

@@ -13,7 +13,7 @@ from bertforge.train.checkpoint import checkpoint_dirs
 from bertforge.train.loop import pretrain
 from bertforge.train.metrics import read_metrics
 from bertforge.train.schedule import lr_factor
-from conftest import assert_one_line_error, run_cli, shared
+from conftest import assert_one_line_error, datafile, run_cli
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("2h", 7200), ("1d", 86400), ("1.5h", 5400), ("45", 45)])
@@ -88,7 +88,7 @@ def test_resume_keeps_the_budget_clock(data_dir, tmp_path):
 
 
 def test_budget_from_the_cli_prints_and_saves_its_choices(tmp_path):
-    corpus = shared("kant/kant.txt")
+    corpus = datafile("kant/kant.txt")
     out = tmp_path / "run"
     result = run_cli("pretrain", "--corpus", str(corpus), "--budget", "3s", "--out", str(out),
                      "--set", "tokenizer.vocab_size=600", "--set", "tokenizer.max_docs=2000",
@@ -109,7 +109,7 @@ def test_budget_from_the_cli_prints_and_saves_its_choices(tmp_path):
     (["--budget", "10m", "--max-steps", "5"], "drop --max-time"),
 ])
 def test_bad_budget_input(tmp_path, extra, fragment):
-    result = run_cli("pretrain", "--corpus", str(shared("kant/kant.txt")), "--out", str(tmp_path / "r"), *extra)
+    result = run_cli("pretrain", "--corpus", str(datafile("kant/kant.txt")), "--out", str(tmp_path / "r"), *extra)
     assert_one_line_error(result, fragment)
 
 

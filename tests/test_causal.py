@@ -19,7 +19,7 @@ from bertforge.templates import encode_examples, iter_examples, load_template
 from bertforge.tokenizer import load_tokenizer
 from bertforge.train.loop import pretrain
 from bertforge.train.metrics import read_metrics
-from conftest import assert_one_line_error, make_causal_run, run_cli, shared
+from conftest import assert_one_line_error, datafile, make_causal_run, run_cli
 
 
 def causal_model(**kw) -> MaskedLM:
@@ -125,7 +125,7 @@ def alpaca_data(data_dir, tmp_path_factory):
     overrides = {"data": {"seq_len": 128, "packing": "pad", "template": "alpaca"}, "model": {"max_seq_len": 128}}
     cfg = build_config(preset="tiny", overrides=overrides)
     out = tmp_path_factory.mktemp("alpaca") / "data"
-    source = str(shared("alpaca/alpaca_data_head335.json"))
+    source = str(datafile("instructions/instructions.json"))
     return prepare([source], load_tokenizer(data_dir / "tokenizer"), cfg.data, cfg.corpus, out, progress=False)
 
 
@@ -133,7 +133,7 @@ def test_templated_shards_mark_exactly_the_responses(alpaca_data):
     shards = PackedShards(alpaca_data, "train")
     assert shards.has_loss_mask
     tok = load_tokenizer(alpaca_data / "tokenizer")
-    records = json.loads(shared("alpaca/alpaca_data_head335.json").read_text())
+    records = json.loads(datafile("instructions/instructions.json").read_text())
     masks = shards.loss_mask(np.arange(len(shards)))
     assert set(np.unique(masks)) == {0, 1} and not masks[:, 0].any()  # <s> is never trained on
     rows = shards[np.arange(len(shards))]
@@ -174,7 +174,7 @@ def test_iter_examples_reads_csv_prompt_and_response_columns(tmp_path):
 
 
 def test_unknown_template_field_is_one_line_error_listing_the_fields(data_dir, tmp_path):
-    source = shared("alpaca/alpaca_data_head335.json")
+    source = datafile("instructions/instructions.json")
     result = run_cli(
         "prepare", "--corpus", str(source), "--tokenizer", str(data_dir / "tokenizer"), "--out", str(tmp_path / "d"),
         "--template", "Customer: {question}\\nAgent: {answer}",

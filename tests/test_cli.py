@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import assert_one_line_error, run_cli, shared
+from conftest import assert_one_line_error, datafile, run_cli
 
 TINY = ["--preset", "tiny", "--set", "model.hidden_size=32", "--set", "model.intermediate_size=64",
         "--set", "train.batch_size=8", "--set", "train.eval_batches=2", "--quiet"]
@@ -14,7 +14,7 @@ TINY = ["--preset", "tiny", "--set", "model.hidden_size=32", "--set", "model.int
 def pipeline(tmp_path_factory):
     """tokenizer train -> prepare -> pretrain, each stage from the CLI, on real text (Kant)."""
     root = tmp_path_factory.mktemp("cli")
-    kant = str(shared("kant/kant.txt"))
+    kant = str(datafile("kant/kant.txt"))
     r = run_cli("tokenizer", "train", "--corpus", kant, "--kind", "bytelevel-bpe", "--vocab-size", "800",
                 "--out", str(root / "tok"), "--quiet")
     assert r.returncode == 0, r.stderr
@@ -52,7 +52,7 @@ def test_evaluate_json_is_repeatable(pipeline):
 
 def test_evaluate_on_a_held_out_corpus(pipeline, tmp_path):
     held_out = tmp_path / "heldout.txt"
-    held_out.write_text(shared("kant/kant.txt").read_text(encoding="utf-8")[-20000:], encoding="utf-8")
+    held_out.write_text(datafile("kant/kant.txt").read_text(encoding="utf-8")[-20000:], encoding="utf-8")
     r = run_cli("evaluate", str(pipeline / "run"), "--corpus", str(held_out), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["perplexity"] > 1
@@ -83,7 +83,7 @@ def test_model_summary_counts_kantai_exactly():
 
 def test_pretrain_from_corpus_in_one_go_then_resume_continues_exactly(tmp_path):
     """`pretrain --corpus` builds tokenizer + shards in the run; a resumed run equals an unbroken one."""
-    corpus = str(shared("wikitext-2/wiki.valid.raw"))
+    corpus = str(datafile("pydoc-wiki/wiki.valid.raw"))
     common = [*TINY, "--corpus", corpus, "--set", "tokenizer.vocab_size=500", "--set", "data.seq_len=32",
               "--set", "train.schedule=constant", "--set", "train.log_every_steps=1", "--set", "train.save_every_steps=5"]
     r = run_cli("pretrain", *common, "--out", str(tmp_path / "whole"), "--max-steps", "10")
@@ -120,26 +120,26 @@ def test_binary_corpus_is_one_line_error(tmp_path):
 
 
 def test_unknown_column_lists_the_columns(tmp_path):
-    r = run_cli("tokenizer", "train", "--corpus", str(shared("sst2/dev.tsv")), "--text-column", "text",
+    r = run_cli("tokenizer", "train", "--corpus", str(datafile("reviews/dev.tsv")), "--text-column", "text",
                 "--out", str(tmp_path / "tok"))
     assert_one_line_error(r, "sentence")
 
 
 def test_vocabulary_too_small_for_special_tokens(tmp_path):
-    r = run_cli("tokenizer", "train", "--corpus", str(shared("kant/kant.txt")), "--kind", "wordpiece",
+    r = run_cli("tokenizer", "train", "--corpus", str(datafile("kant/kant.txt")), "--kind", "wordpiece",
                 "--vocab-size", "4", "--out", str(tmp_path / "tok"))
     assert_one_line_error(r, "vocab_size")
 
 
 def test_sequence_longer_than_the_position_table(tmp_path):
-    r = run_cli("pretrain", "--corpus", str(shared("kant/kant.txt")), "--preset", "tiny", "--set", "data.seq_len=128",
+    r = run_cli("pretrain", "--corpus", str(datafile("kant/kant.txt")), "--preset", "tiny", "--set", "data.seq_len=128",
                 "--out", str(tmp_path / "run"))
     assert_one_line_error(r, "max_seq_len")
     assert not (tmp_path / "run").exists()
 
 
 def test_shards_from_another_tokenizer_are_refused(pipeline, tmp_path):
-    kant = str(shared("kant/kant.txt"))
+    kant = str(datafile("kant/kant.txt"))
     assert run_cli("tokenizer", "train", "--corpus", kant, "--vocab-size", "700", "--out", str(tmp_path / "tok2"),
                    "--quiet").returncode == 0
     assert run_cli("prepare", "--corpus", kant, "--tokenizer", str(tmp_path / "tok2"), "--seq-len", "64",
@@ -197,7 +197,7 @@ def test_export_loads_in_transformers_with_the_same_fill_mask_answers(pipeline, 
 def test_import_then_continue_pretraining_on_a_new_corpus(pipeline, tmp_path):
     """Domain adaptation: export -> import -> pretrain --init-from on other text, keeping the tokenizer."""
     assert run_cli("export", str(pipeline / "run"), "--out", str(tmp_path / "hf"), "--quiet").returncode == 0
-    r = run_cli("pretrain", "--init-from", str(tmp_path / "hf"), "--corpus", str(shared("wikitext-2/wiki.test.raw")),
+    r = run_cli("pretrain", "--init-from", str(tmp_path / "hf"), "--corpus", str(datafile("pydoc-wiki/wiki.test.raw")),
                 "--doc-per", "line", "--out", str(tmp_path / "adapted"), "--max-steps", "5",
                 "--set", "train.eval_batches=2", "--quiet")
     assert r.returncode == 0, r.stderr
@@ -208,7 +208,7 @@ def test_import_then_continue_pretraining_on_a_new_corpus(pipeline, tmp_path):
 
 
 def test_a_pre_ln_model_exports_as_roberta_prelayernorm_and_imports_back(tmp_path):
-    r = run_cli("pretrain", *TINY, "--corpus", str(shared("kant/kant.txt")), "--set", "tokenizer.vocab_size=400",
+    r = run_cli("pretrain", *TINY, "--corpus", str(datafile("kant/kant.txt")), "--set", "tokenizer.vocab_size=400",
                 "--set", "model.norm=pre", "--out", str(tmp_path / "run"), "--max-steps", "1")
     assert r.returncode == 0, r.stderr
     r = run_cli("export", str(tmp_path / "run"), "--out", str(tmp_path / "bert"), "--arch", "bert")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import shared
+from conftest import datafile
 
 from bertforge import corpus
 from bertforge.config import CorpusConfig
@@ -71,27 +71,27 @@ def test_weight_must_be_positive(spec):
 
 
 def test_line_documents_are_the_non_blank_lines_of_kant():
-    path = shared("kant/kant.txt")
+    path = datafile("kant/kant.txt")
     expected = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     docs = read(path, doc_per="line")
     assert docs == expected
-    assert len(docs) > 20_000
+    assert len(docs) == 5_368
 
 
 def test_paragraph_documents_join_the_wrapped_lines_of_kant():
-    path = shared("kant/kant.txt")
+    path = datafile("kant/kant.txt")
     expected = naive_paragraphs(path.read_text(encoding="utf-8"))
     docs = read(path, doc_per="paragraph")
     assert docs == expected
-    assert 1_000 < len(docs) < len(read(path, doc_per="line"))
+    assert 507 == len(docs) < len(read(path, doc_per="line"))
 
 
 def test_wikitext_single_space_lines_separate_paragraphs():
-    path = shared("wikitext-2/wiki.valid.raw")
+    path = datafile("pydoc-wiki/wiki.valid.raw")
     text = path.read_text(encoding="utf-8")
     assert "\n \n" in text  # WikiText's blank lines are a single space
     assert read(path, doc_per="paragraph") == naive_paragraphs(text)
-    assert read(path, doc_per="line")[:2] == ["= Homarus gammarus =", text.split("\n")[3].strip()]
+    assert read(path, doc_per="line")[:2] == ['= The "assert" statement =', text.split("\n")[3].strip()]
 
 
 def test_bom_and_crlf_are_normalised(tmp_path):
@@ -110,22 +110,22 @@ def test_unknown_extensions_are_read_as_text(tmp_path):
 
 
 def test_jsonl_field_of_every_line():
-    path = shared("alpaca/seed_tasks.jsonl")
+    path = datafile("instructions/seed_tasks.jsonl")
     lines = path.read_text(encoding="utf-8").splitlines()
     expected = [json.loads(line)["instruction"].strip() for line in lines]
     assert read(path, text_field="instruction") == expected
-    assert len(expected) == 175
+    assert len(expected) == 40
 
 
 @pytest.mark.parametrize("chunk_chars", [1 << 20, 7])
 def test_json_array_is_streamed_record_by_record(monkeypatch, chunk_chars):
     monkeypatch.setattr(corpus, "CHUNK_CHARS", chunk_chars)  # 7: every record spans many reads
-    path = shared("alpaca/alpaca_data_head335.json")
+    path = datafile("instructions/instructions.json")
     records = json.loads(path.read_text(encoding="utf-8"))
     assert read(path, text_field="output") == [r["output"].strip() for r in records if r["output"].strip()]
     inputs = [r["input"].strip() for r in records if r["input"].strip()]
     assert read(path, text_field="input") == inputs
-    assert 0 < len(inputs) < 335
+    assert 0 < len(inputs) < 300
 
 
 def test_json_array_of_strings_and_objects(tmp_path):
@@ -143,8 +143,8 @@ def test_json_lines_may_hold_strings_and_blank_lines(tmp_path):
 @pytest.mark.parametrize("chunk_chars", [1 << 20, 5])
 def test_json_lines_survive_reads_that_cut_a_line(monkeypatch, chunk_chars):
     monkeypatch.setattr(corpus, "CHUNK_CHARS", chunk_chars)
-    path = shared("alpaca/seed_tasks.jsonl")
-    assert len(read(path, text_field="instruction")) == 175
+    path = datafile("instructions/seed_tasks.jsonl")
+    assert len(read(path, text_field="instruction")) == 40
 
 
 # ---------------------------------------------------------------- CSV, TSV, Parquet
@@ -157,19 +157,19 @@ def test_csv_with_header_reads_the_named_column(tmp_path):
 
 
 def test_headerless_csv_by_index_keeps_quoted_multiline_tweets():
-    path = shared("twitter-entity-sentiment/twitter_validation.csv")
+    path = datafile("tweets/validation.csv")
     docs = read(path, text_field="3")
-    assert len(docs) == 1_000
-    assert sum("\n" in doc for doc in docs) == 230
+    assert len(docs) == 200
+    assert sum("\n" in doc for doc in docs) == 37
     assert not any("\r" in doc for doc in docs)
     assert docs[0].startswith("I mentioned on Facebook that I was struggling for motivation")
 
 
 def test_tsv_reads_every_sst2_dev_sentence():
-    path = shared("sst2/dev.tsv")
+    path = datafile("reviews/dev.tsv")
     rows = path.read_text(encoding="utf-8").splitlines()[1:]
     docs = read(path, text_field="sentence")
-    assert len(docs) == 872
+    assert len(docs) == 300
     assert docs == [row.split("\t")[0].strip() for row in rows]
 
 
@@ -191,8 +191,8 @@ def test_parquet_column_in_batches(tmp_path):
 
 def test_gzip_and_zstd_read_like_the_plain_file(tmp_path):
     zstd = pytest.importorskip("zstandard")
-    kant = shared("kant/kant.txt")
-    seeds = shared("alpaca/seed_tasks.jsonl")
+    kant = datafile("kant/kant.txt")
+    seeds = datafile("instructions/seed_tasks.jsonl")
     (tmp_path / "kant.txt.gz").write_bytes(gzip.compress(kant.read_bytes()))
     (tmp_path / "kant.txt.zst").write_bytes(zstd.ZstdCompressor().compress(kant.read_bytes()))
     (tmp_path / "seeds.jsonl.gz").write_bytes(gzip.compress(seeds.read_bytes()))
@@ -332,17 +332,17 @@ def test_unknown_csv_column_lists_the_columns(tmp_path):
 
 def test_unknown_tsv_column_on_real_data_lists_the_columns():
     with pytest.raises(DataError, match=r"dev\.tsv: no column 'text' \(columns: sentence, label\)"):
-        read(shared("sst2/dev.tsv"))
+        read(datafile("reviews/dev.tsv"))
 
 
 def test_headerless_column_index_out_of_range_is_an_error():
-    with pytest.raises(DataError, match=r"twitter_validation\.csv: line 1 has 4 columns, so no column 9"):
-        read(shared("twitter-entity-sentiment/twitter_validation.csv"), text_field="9")
+    with pytest.raises(DataError, match=r"validation\.csv: line 1 has 4 columns, so no column 9"):
+        read(datafile("tweets/validation.csv"), text_field="9")
 
 
 def test_unknown_json_field_lists_the_fields():
     with pytest.raises(DataError, match=r"line 2: no field 'text' \(fields: instruction, input, output\)"):
-        iter_documents([str(shared("alpaca/alpaca_data_head335.json"))], CorpusConfig())
+        iter_documents([str(datafile("instructions/instructions.json"))], CorpusConfig())
 
 
 def test_invalid_json_line_names_the_line(tmp_path):
@@ -448,8 +448,8 @@ def test_fingerprint_is_stable_and_sees_file_changes(tmp_path):
 
 def test_count_bytes_sums_file_sizes_and_is_unknown_for_hf(tmp_path):
     a = write_lines(tmp_path / "a.txt", ["one"])
-    kant = shared("kant/kant.txt")
-    assert count_bytes([str(a), str(kant)]) == 4 + 1_616_622
+    kant = datafile("kant/kant.txt")
+    assert count_bytes([str(a), str(kant)]) == 4 + 354_798
     assert count_bytes([str(a), "hf:wikitext"]) is None
 
 
@@ -461,7 +461,7 @@ def test_csv_field_limit_allows_long_documents(tmp_path):
 
 
 def test_a_single_source_may_be_passed_without_a_list():
-    kant = shared("kant/kant.txt")
+    kant = datafile("kant/kant.txt")
     expected = read(kant)
     assert list(iter_documents(str(kant), CorpusConfig())) == expected
     assert list(iter_documents(kant, CorpusConfig())) == expected

@@ -28,7 +28,7 @@ from bertforge.shards import prepare
 from bertforge.tokenizer import train_tokenizer
 from bertforge.train.loop import pretrain
 from bertforge.train.metrics import read_metrics
-from conftest import shared
+from conftest import datafile
 
 TOLERANCE = 1e-4  # max abs logit difference allowed, fp32, eval mode
 
@@ -42,7 +42,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def kant():
-    return str(shared("kant/kant.txt"))
+    return str(datafile("kant/kant.txt"))
 
 
 @pytest.fixture(scope="module")

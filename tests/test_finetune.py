@@ -31,9 +31,9 @@ from bertforge.shards import prepare
 from bertforge.tokenizer import train_tokenizer
 from bertforge.train.checkpoint import latest_checkpoint
 from bertforge.train.loop import pretrain
-from conftest import assert_one_line_error, run_cli, shared
+from conftest import assert_one_line_error, datafile, run_cli
 
-SST2_DEV_MAJORITY = 444 / 872  # share of the most frequent class (positive) in SST-2 dev
+SST2_DEV_MAJORITY = 156 / 300  # share of the most frequent class (positive) in the reviews dev set
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,7 +53,7 @@ def one_thread_in_subprocesses(monkeypatch):
 
 
 def sst2_rows(start: int, stop: int) -> list[list[str]]:
-    with open(shared("sst2/train.tsv"), encoding="utf-8") as f:
+    with open(datafile("reviews/train.tsv"), encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     return rows[1 + start : 1 + stop]
 
@@ -69,7 +69,7 @@ def write_tsv(path, rows, header=("sentence", "label")):
 def conll_head(source, path, sentences: int):
     """The first `sentences` sentences of a CoNLL file (a -DOCSTART- line counts as a break)."""
     out, breaks = [], 0
-    for line in open(shared(source), encoding="utf-8"):
+    for line in open(datafile(source), encoding="utf-8"):
         if not line.strip():
             breaks += 1
             if breaks > sentences:
@@ -81,11 +81,11 @@ def conll_head(source, path, sentences: int):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A tiny encoder (2 layers, hidden 64, 2000 tokens) pretrained for 150 steps on 6,000 SST-2
-    training sentences that the fine-tuning subset below does not use."""
+    """A tiny encoder (2 layers, hidden 64, 2000 tokens) pretrained for 150 steps on 1,960 review
+    sentences (tests/data/reviews, SST-2's format) that the fine-tuning subsets below do not use."""
     root = tmp_path_factory.mktemp("pretrained")
     corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(row[0].strip() for row in sst2_rows(20000, 26000)) + "\n", encoding="utf-8")
+    corpus.write_text("\n".join(row[0].strip() for row in sst2_rows(1040, 3000)) + "\n", encoding="utf-8")
     cfg = build_config(
         preset="tiny",
         overrides={
@@ -101,20 +101,20 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sst2(run, tmp_path_factory):
-    """Fine-tuned on the first 2,000 SST-2 training sentences, validated on all of dev."""
+    """Fine-tuned on the first 1,000 training sentences, validated on all of dev."""
     root = tmp_path_factory.mktemp("sst2")
-    train = write_tsv(root / "train.tsv", sst2_rows(0, 2000))
+    train = write_tsv(root / "train.tsv", sst2_rows(0, 1000))
     settings = {"finetune": {"text_column": "sentence", "epochs": 3, "lr": 1e-3}}
-    metrics = finetune(run, train, shared("sst2/dev.tsv"), root / "ft", settings=settings, progress=False)
+    metrics = finetune(run, train, datafile("reviews/dev.tsv"), root / "ft", settings=settings, progress=False)
     return root / "ft", metrics
 
 
 @pytest.fixture(scope="module")
 def ner(run, tmp_path_factory):
     root = tmp_path_factory.mktemp("ner")
-    train = conll_head("conll2003/train.txt", root / "train.txt", 1200)
-    valid = conll_head("conll2003/valid.txt", root / "valid.txt", 300)
-    test = conll_head("conll2003/test.txt", root / "test.txt", 200)
+    train = conll_head("ner/train.txt", root / "train.txt", 400)
+    valid = conll_head("ner/valid.txt", root / "valid.txt", 100)
+    test = conll_head("ner/test.txt", root / "test.txt", 80)
     settings = {"finetune": {"task": "ner", "epochs": 3, "lr": 2e-3}}
     return root / "ft", finetune(run, train, valid, root / "ft", settings=settings, test=test, progress=False)
 
@@ -126,7 +126,7 @@ def test_sst2_finetuning_beats_the_majority_class(sst2):
     _, metrics = sst2
     accuracy = metrics["scores"]["validation"]["accuracy"]
     assert metrics["baselines"]["majority"]["validation"]["accuracy"] == pytest.approx(SST2_DEV_MAJORITY)
-    assert accuracy >= 0.60  # the dev majority class is 0.509
+    assert accuracy >= 0.60  # the dev majority class is 0.52
     assert metrics["best"]["validation"]["accuracy"] == max(e["validation"]["accuracy"] for e in metrics["epochs"])
     assert accuracy == pytest.approx(metrics["best"]["validation"]["accuracy"], abs=1e-9)  # the best weights were kept
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
@@ -139,16 +139,16 @@ def test_finetuned_folder_holds_label_map_report_and_best_weights(sst2):
     cfg = load_config(ft / "config.yaml", FinetuneRunConfig)
     assert (cfg.finetune.text_column, cfg.model.hidden_size) == ("sentence", 64)
     report = (ft / "report.txt").read_text()
-    assert "macro avg" in report and "872" in report
+    assert "macro avg" in report and "300" in report
     assert (ft / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sum(map(sum, metrics["scores"]["validation"]["confusion_matrix"])) == 872
+    assert sum(map(sum, metrics["scores"]["validation"]["confusion_matrix"])) == 300
     keys = set(load_tensors(ft / "model.safetensors"))
     assert {"head.dense.weight", "head.out_proj.weight", "encoder.embeddings.tokens.weight"} <= keys
 
 
 def test_predict_reproduces_the_validation_accuracy(sst2):
     ft, metrics = sst2
-    with open(shared("sst2/dev.tsv"), encoding="utf-8") as f:
+    with open(datafile("reviews/dev.tsv"), encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
     results = predict(load_finetuned(ft), [text for text, _ in rows])
     accuracy = sum(r["label"] == int(label) for r, (_, label) in zip(results, rows)) / len(rows)
@@ -157,7 +157,7 @@ def test_predict_reproduces_the_validation_accuracy(sst2):
 
 def test_predict_cli_scores_a_labelled_file_and_writes_csv(sst2, tmp_path):
     ft, _ = sst2
-    data = write_tsv(tmp_path / "gold.tsv", sst2_rows(3000, 3040))
+    data = write_tsv(tmp_path / "gold.tsv", sst2_rows(1000, 1040))
     out = tmp_path / "preds.csv"
     r = run_cli("predict", str(ft), "--input", str(data), "--label-column", "label", "--out", str(out))
     assert r.returncode == 0, r.stderr
@@ -180,20 +180,20 @@ def test_predict_cli_prints_labels_with_probabilities(sst2):
 
 
 def test_string_labels_and_text_pairs_from_a_headerless_csv(run, tmp_path):
-    """Twitter entity sentiment: 4 string classes, entity + tweet as a pair, columns by number."""
-    with open(shared("twitter-entity-sentiment/twitter_training_one_per_id.csv"), encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))[::6][:600]  # every 6th row: all 32 entities, not only the first ones
+    """Twitter entity sentiment's format: 4 string classes, entity + tweet as a pair, columns by number."""
+    with open(datafile("tweets/training.csv"), encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))[::6]  # every 6th row: all 12 entities, not only the first ones
     train = tmp_path / "train.csv"
     with open(train, "w", encoding="utf-8", newline="") as f:
         csv.writer(f).writerows(rows)
     columns = {"text_column": "1", "text_pair_column": "3", "label_column": "2"}
     settings = {"finetune": {**columns, "epochs": 2, "lr": 1e-3, "max_seq_len": 48}}
-    valid = shared("twitter-entity-sentiment/twitter_validation.csv")
+    valid = datafile("tweets/validation.csv")
     metrics = finetune(run, train, valid, tmp_path / "ft", settings=settings, test=valid, progress=False)
     labels = ["Irrelevant", "Negative", "Neutral", "Positive"]
     assert metrics["scores"]["test"] == metrics["scores"]["validation"]  # the same file, scored by the best epoch
     assert json.loads((tmp_path / "ft/labels.json").read_text())["labels"] == labels
-    assert metrics["examples"]["validation"] == 1000 and metrics["truncated"]["validation"] > 0
+    assert metrics["examples"]["validation"] == 200 and metrics["truncated"]["validation"] > 0
     assert len(metrics["scores"]["validation"]["confusion_matrix"]) == 4
     assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]
     [result] = predict(load_finetuned(tmp_path / "ft"), ["Borderlands"], ["I love this game"])

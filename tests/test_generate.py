@@ -19,7 +19,7 @@ from bertforge.shards import PackedShards
 from bertforge.tokenizer import load_tokenizer, train_tokenizer
 from bertforge.train.loop import pretrain
 from bertforge.train.metrics import read_metrics
-from conftest import assert_one_line_error, make_causal_run, run_cli, shared
+from conftest import assert_one_line_error, datafile, make_causal_run, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_generate_on_a_masked_lm_run_is_refused(causal_cli_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def wordpiece(tmp_path_factory):
-    docs = iter_documents([str(shared("tinystories/tinystories_valid_head.txt"))], CorpusConfig())
+    docs = iter_documents([str(datafile("tinystories/tinystories_valid_head.txt"))], CorpusConfig())
     cfg = TokenizerConfig(kind="wordpiece", vocab_size=600, max_docs=2000)
     return train_tokenizer(docs, cfg, tmp_path_factory.mktemp("wp"), progress=False)
 

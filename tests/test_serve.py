@@ -15,7 +15,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from bertforge.finetune import finetune  # noqa: E402
 from bertforge.infer import embed, fill_mask, load_run  # noqa: E402
 from bertforge.serve import create_app  # noqa: E402
-from conftest import assert_one_line_error, run_cli, shared  # noqa: E402
+from conftest import assert_one_line_error, datafile, run_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def client(tiny_run):
 def classifier(tiny_run, tmp_path_factory):
     """A classification folder fine-tuned from the tiny run on 64 SST-2 sentences (1 epoch)."""
     root = tmp_path_factory.mktemp("ft")
-    with open(shared("sst2/train.tsv"), encoding="utf-8") as f:
+    with open(datafile("reviews/train.tsv"), encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     for name, part in (("train", rows[1:65]), ("valid", rows[65:97])):
         with open(root / f"{name}.tsv", "w", encoding="utf-8", newline="") as f:
@@ -177,7 +177,7 @@ def test_serve_cli_answers_on_127_0_0_1_until_stopped(tiny_run):
 
 def test_a_ner_folder_gets_the_tag_panel(tiny_run, tmp_path):
     lines, breaks = [], 0
-    for line in open(shared("conll2003/train.txt"), encoding="utf-8"):
+    for line in open(datafile("ner/train.txt"), encoding="utf-8"):
         breaks += not line.strip()
         if breaks > 60:
             break

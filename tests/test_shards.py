@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import shared
+from conftest import datafile
 from tokenizers import Tokenizer
 
 from bertforge import files
@@ -32,18 +32,18 @@ CORPUS = CorpusConfig()
 
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
-    docs = iter_documents([shared("tinystories/tinystories_valid_head.txt")], CORPUS)
+    docs = iter_documents([datafile("tinystories/tinystories_valid_head.txt")], CORPUS)
     cfg = TokenizerConfig(vocab_size=1000, max_docs=3000)
     return train_tokenizer(docs, cfg, tmp_path_factory.mktemp("tok") / "tok", progress=False)
 
 
 @pytest.fixture(scope="module")
 def kant():
-    return str(shared("kant/kant.txt"))
+    return str(datafile("kant/kant.txt"))
 
 
 def kant_tokens(tok, n=400) -> list[list[int]]:
-    docs = list(itertools.islice(iter_documents([shared("kant/kant.txt")], CORPUS), n))
+    docs = list(itertools.islice(iter_documents([datafile("kant/kant.txt")], CORPUS), n))
     return tok.encode_batch(docs)
 
 
@@ -207,7 +207,7 @@ def test_tiny_corpus_prepare_has_a_validation_document(tok, tmp_path):
 
 
 def test_val_sources_become_the_validation_split(tok, kant, tmp_path):
-    val = shared("tinystories/tinystories_valid_head.txt")
+    val = datafile("tinystories/tinystories_valid_head.txt")
     out = prepare([kant], tok, data_cfg(val_fraction=0.5), CORPUS, tmp_path / "data", val_sources=[val], progress=False)
     manifest = load_manifest(out)
     assert manifest["validation_from"] == "val_sources"

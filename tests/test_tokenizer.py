@@ -5,7 +5,7 @@ import unicodedata
 
 import numpy as np
 import pytest
-from conftest import shared
+from conftest import datafile
 
 from bertforge import files
 from bertforge.config import CorpusConfig, TokenizerConfig
@@ -19,13 +19,13 @@ MAX_DOCS = 3000
 
 
 def kant_docs(n: int = 300) -> list[str]:
-    return list(itertools.islice(iter_documents([shared("kant/kant.txt")], CorpusConfig()), n))
+    return list(itertools.islice(iter_documents([datafile("kant/kant.txt")], CorpusConfig()), n))
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tokenizer per kind, trained once on Kant; {kind: (tokenizer, folder)}."""
-    docs = list(iter_documents([shared("kant/kant.txt")], CorpusConfig()))
+    docs = list(iter_documents([datafile("kant/kant.txt")], CorpusConfig()))
     out = {}
     for kind in KINDS:
         folder = tmp_path_factory.mktemp(kind) / "tok"
@@ -49,7 +49,7 @@ def test_special_tokens_take_ids_0_to_4_in_scheme_order(trained, kind):
 
 def test_bytelevel_bpe_round_trips_any_text_exactly(trained):
     tok, _ = trained["bytelevel-bpe"]
-    lines = iter_documents([shared("wikitext-2/wiki.valid.raw")], CorpusConfig(doc_per="line"))
+    lines = iter_documents([datafile("pydoc-wiki/wiki.valid.raw")], CorpusConfig(doc_per="line"))
     texts = list(itertools.islice(lines, 300))
     texts.append("Unseen characters: naïve café — 東京 🙂\ttab  two spaces")
     for text, ids in zip(texts, tok.encode_batch(texts)):

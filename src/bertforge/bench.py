@@ -58,13 +58,27 @@ from .train.batches import BatchOrder
 from .train.checkpoint import save_checkpoint
 from .train.loop import TrainerState, build_optimizer, resolve_config, setup, train_step
 
-# Plain-text files of the shared data folder. TRAIN_TEXT (~5 MB) trains the tokenizer and gives
-# the training sequences: Kant alone is too small for a 16k BPE or a 30k WordPiece vocabulary.
-TRAIN_TEXT = (
-    "kant/kant.txt", "tinystories/tinystories_train_head.txt", "wikitext-2/wiki.valid.raw", "wikitext-2/wiki.test.raw"
+# The text the benchmarks read, by the layout of their data folder (--data-dir, else $BERTFORGE_DATA,
+# else the repository's tests/data). `train` trains the tokenizer and gives the training sequences;
+# `held_out` gives fill-mask's sentences. The repository's ~0.6 MB fills the tiny preset's vocabulary
+# but not `small`'s 16k; the development machines' shared data folder (~5 MB) does, and gave the
+# README's figures (`--data-dir ../shared/data`).
+@dataclass(frozen=True)
+class BenchText:
+    name: str
+    train: tuple[str, ...]
+    held_out: str
+
+
+LAYOUTS = (
+    BenchText("repository tests/data", ("kant/kant.txt", "pydoc-wiki/wiki.valid.raw", "pydoc-wiki/wiki.test.raw"),
+              "tinystories/tinystories_valid_head.txt"),
+    BenchText("shared data folder", ("kant/kant.txt", "tinystories/tinystories_train_head.txt",
+                                     "wikitext-2/wiki.valid.raw", "wikitext-2/wiki.test.raw"),
+              "tinystories/tinystories_valid_head.txt"),
 )
-PREPARE_TEXT = (*TRAIN_TEXT, "tinystories/tinystories_valid_head.txt")  # repeated into the prepare corpus
-FILL_MASK_TEXT = "tinystories/tinystories_valid_head.txt"  # held out: not in TRAIN_TEXT
+DATA_ENV = "BERTFORGE_DATA"
+REPO_DATA = Path(__file__).resolve().parents[2] / "tests" / "data"  # there in a clone (and an editable install)
 MB = 1e6  # benchmark megabytes are 10^6 bytes
 
 # Dense bf16 tensor-core peak (FLOP/s, no sparsity) for MFU, by device name; first match wins.
@@ -91,29 +105,37 @@ LABELS = {
 # ---------------------------------------------------------------- data and set-up
 
 
-def shared_data_dir() -> Path:
-    """$BERTFORGE_SHARED_DATA, else the first `shared/data` in the current folder or above it."""
-    env = os.environ.get("BERTFORGE_SHARED_DATA")
-    if env:
-        if not Path(env).is_dir():
-            raise DataError(f"BERTFORGE_SHARED_DATA={env} is not a folder; point it at the shared data folder")
-        return Path(env)
-    cwd = Path.cwd().resolve()
-    for folder in (cwd, *cwd.parents):
-        if (folder / "shared" / "data").is_dir():
-            return folder / "shared" / "data"
-    raise DataError(
-        f"no shared/data folder in {cwd} or above it; set BERTFORGE_SHARED_DATA or pass a corpus (--corpus)"
-    )
+def bench_data_dir(data_dir: str | Path | None = None) -> Path:
+    """`data_dir`, else $BERTFORGE_DATA, else the repository's tests/data; never a guess up the folder tree."""
+    if data_dir:
+        where, root = "--data-dir", Path(data_dir)
+    elif os.environ.get(DATA_ENV):
+        where, root = DATA_ENV, Path(os.environ[DATA_ENV])
+    else:
+        where, root = "the repository's tests/data", REPO_DATA
+    if not root.is_dir():
+        raise DataError(
+            f"benchmark data: {where} ({root}) is not a folder; pass --data-dir DIR (or set {DATA_ENV}) "
+            "or a text file with --corpus"
+        )
+    return root
 
 
-def shared_files(names: tuple[str, ...] | str) -> list[str]:
-    root = shared_data_dir()
-    paths = [root / name for name in ([names] if isinstance(names, str) else names)]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise DataError(f"benchmark text missing: {', '.join(missing)}; check BERTFORGE_SHARED_DATA")
-    return [str(p) for p in paths]
+def bench_text(data_dir: str | Path | None = None) -> tuple[list[str], str]:
+    """(training files, held-out file) of the data folder, in whichever known layout it has."""
+    root = bench_data_dir(data_dir)
+    for layout in LAYOUTS:
+        if all((root / name).is_file() for name in (*layout.train, layout.held_out)):
+            return [str(root / name) for name in layout.train], str(root / layout.held_out)
+    expected = "; or ".join(f"{', '.join((*x.train, x.held_out))} ({x.name})" for x in LAYOUTS)
+    raise DataError(f"benchmark data: {root} lacks the benchmark text: expected {expected}")
+
+
+def corpus_files(corpus: str | Path | list[str] | None, data_dir: str | Path | None) -> list[str]:
+    """The benchmark's training text: `corpus` when given, else the data folder's."""
+    if corpus:
+        return [str(corpus)] if isinstance(corpus, (str, Path)) else [str(c) for c in corpus]
+    return bench_text(data_dir)[0]
 
 
 def bench_tokenizer(cfg: RunConfig, sources: list[str], out_dir: Path) -> TextTokenizer:
@@ -311,6 +333,7 @@ def bench_train(
     device: str = "auto",
     compile: bool = False,
     reference: bool = True,
+    data_dir: str | Path | None = None,
 ) -> dict:
     """Training tokens/s and peak memory of bertforge and of HF's MaskedLM + collator + AdamW.
 
@@ -322,7 +345,7 @@ def bench_train(
     if reference:
         require_reference("transformers")
     torch_device = resolve_device(device)
-    sources = [corpus] if isinstance(corpus, (str, Path)) else list(corpus or shared_files(TRAIN_TEXT))
+    sources = corpus_files(corpus, data_dir)
     train = {"batch_size": batch_size, "precision": precision, "device": device, "compile": compile,
              "max_steps": steps + warmup_steps, "schedule": "constant", "warmup_steps": 0}
     cfg = bench_config(preset, seq_len, train)
@@ -433,6 +456,7 @@ def bench_prepare(
     reference: bool = True,
     work_dir: str | Path | None = None,
     preset: str = "small",
+    data_dir: str | Path | None = None,
 ) -> dict:
     """MB/s from raw text to packed `seq_len` blocks: `shards.prepare` against datasets + map + group_texts."""
     at_least("corpus_mb", corpus_mb, 0.001)
@@ -441,8 +465,9 @@ def bench_prepare(
         require_reference("transformers", "datasets")
     cfg = build_config(RunConfig, preset=preset)
     with work_folder(work_dir) as root:
-        corpus = repeated_corpus(root, corpus_mb, shared_files(PREPARE_TEXT))
-        tokenizer = bench_tokenizer(cfg, shared_files(TRAIN_TEXT), root / "prepare-tokenizer")
+        train, held_out = bench_text(data_dir)
+        corpus = repeated_corpus(root, corpus_mb, [*train, held_out])
+        tokenizer = bench_tokenizer(cfg, train, root / "prepare-tokenizer")
         job = PrepareJob(str(corpus), str(root / "prepare-tokenizer"), str(root / "prepare-out"),
                          str(root / "hf-cache"), processes, seq_len)
         remove_folders(job.out_dir, job.cache_dir)  # an earlier crashed run must not leave a warm cache
@@ -542,20 +567,25 @@ def bench_fill_mask(
     device: str = "auto",
     batch_size: int = 32,
     corpus: str | list[str] | None = None,
+    data_dir: str | Path | None = None,
 ) -> dict:
-    """Sentences/s of top-k fill-mask: bertforge's batched path against `pipeline("fill-mask")`, equal weights."""
+    """Sentences/s of top-k fill-mask: bertforge's batched path against `pipeline("fill-mask")`, equal weights.
+
+    The model is random (speed does not depend on training), so with `corpus` given its sentences are
+    masked too and no data folder is read; else the data folder's held-out text gives them."""
     for name, value in (("sentences", sentences), ("top_k", top_k), ("batch_size", batch_size)):
         at_least(name, value, 1)
     if reference:
         require_reference("transformers")
     torch_device = resolve_device(device)
     cfg = build_config(RunConfig, preset=preset)
-    sources = [corpus] if isinstance(corpus, (str, Path)) else list(corpus or shared_files(TRAIN_TEXT))
+    sources = corpus_files(corpus, data_dir)
+    held_out = sources if corpus else [bench_text(data_dir)[1]]
     with tempfile.TemporaryDirectory(prefix="bertforge-bench-") as tmp:
         tokenizer = bench_tokenizer(cfg, sources, Path(tmp) / "tokenizer")
         cfg = resolve_config(cfg, tokenizer, cfg.data.seq_len)
         run_dir = random_run(cfg, tokenizer, Path(tmp) / "run")
-        texts = masked_sentences(shared_files(FILL_MASK_TEXT)[0], sentences, tokenizer, cfg.model.max_seq_len)
+        texts = masked_sentences(held_out, sentences, tokenizer, cfg.model.max_seq_len)
         hf_dir = export_run(run_dir, Path(tmp) / "hf", default_arch(tokenizer)) if reference else ""
         job = FillJob(str(run_dir), str(hf_dir), texts, top_k, batch_size, device)
         ours = run_isolated("fill_bertforge", job)
@@ -563,7 +593,7 @@ def bench_fill_mask(
     top1 = ours.pop("top1")
     agreement = top1_agreement(top1, ref.pop("top1")) if ref else None
     settings = {"preset": preset, "sentences": len(texts), "top_k": top_k, "batch_size": batch_size,
-                "vocab_size": cfg.model.vocab_size, "source": Path(FILL_MASK_TEXT).name,
+                "vocab_size": cfg.model.vocab_size, "source": [Path(p).name for p in held_out],
                 "reference": f"pipeline('fill-mask', batch_size={batch_size}) on the exported model"}
     result = bench_result("fill-mask", settings, ours, ref, torch_device)
     result["top1_agreement"] = agreement  # equal weights: the answers should be the same
@@ -581,11 +611,13 @@ def random_run(cfg: RunConfig, tokenizer: TextTokenizer, run_dir: Path) -> Path:
     return run_dir
 
 
-def masked_sentences(path: str, count: int, tokenizer: TextTokenizer, max_tokens: int, seed: int = 0) -> list[str]:
-    """The first `count` sentences of 6-30 words (and at most `max_tokens` tokens) in `path`, one
+def masked_sentences(
+    paths: list[str], count: int, tokenizer: TextTokenizer, max_tokens: int, seed: int = 0
+) -> list[str]:
+    """The first `count` sentences of 6-30 words (and at most `max_tokens` tokens) in `paths`, one
     random word of each replaced by the mask."""
     rng = np.random.default_rng(seed)
-    text = Path(path).read_text(encoding="utf-8")
+    text = "\n".join(Path(path).read_text(encoding="utf-8") for path in paths)
     out = []
     for sentence in re.split(r"(?<=[.!?])\s+", text):
         words = sentence.split()
@@ -598,7 +630,7 @@ def masked_sentences(path: str, count: int, tokenizer: TextTokenizer, max_tokens
             out.append(masked)
         if len(out) == count:
             return out
-    raise DataError(f"{path} has only {len(out)} usable sentences, fewer than the {count} asked for")
+    raise DataError(f"{', '.join(paths)}: only {len(out)} usable sentences, fewer than the {count} asked for")
 
 
 def fill_bertforge(job: FillJob) -> dict:

@@ -96,12 +96,14 @@ def bench_quality(
     reference: bool = True,
     seed: int = 0,
     variants: dict[str, list[str]] | None = None,
+    data_dir: str | Path | None = None,
 ) -> dict:
     """Validation loss, perplexity and masked accuracy of both sides after `minutes` of training each.
 
+    The corpus defaults to kant/kant.txt of the benchmark data folder (`bench.bench_data_dir`).
     `variants` adds more bertforge sides: name -> `--set` style overrides on top of the recipe
     (how the recipes were studied: each choice raced against the others)."""
-    from .bench import require_reference, shared_files, work_folder
+    from .bench import bench_data_dir, require_reference, work_folder
 
     if minutes <= 0 or evaluations < 1:
         raise DataError("bench quality: --minutes must be > 0 and --evaluations >= 1")
@@ -110,7 +112,7 @@ def bench_quality(
     budget_s = minutes * 60.0
     torch_device = resolve_device(device)
     recipe = pick_recipe(budget_s, machine_kind(device))
-    corpus = Path(corpus) if corpus else Path(shared_files("kant/kant.txt")[0])
+    corpus = Path(corpus) if corpus else bench_data_dir(data_dir) / "kant" / "kant.txt"
     common = {"corpus": {"doc_per": "line"}, "data": {"val_fraction": 0.0},
               "train": {"device": device, "seed": seed, "eval_batches": 0}}
     ours_cfg = build_config(preset=recipe.preset, recipe=recipe.overrides(budget_s), overrides=common)
@@ -120,22 +122,22 @@ def bench_quality(
         tokenizer = (load_tokenizer(tok_dir) if (tok_dir / "tokenizer.json").is_file() else
                      train_tokenizer(iter_documents([str(train_txt)], ours_cfg.corpus), ours_cfg.tokenizer, tok_dir,
                                      progress=False))
-        data_dir = prepare([str(train_txt)], tokenizer, ours_cfg.data, ours_cfg.corpus, work / "data",
+        shards_dir = prepare([str(train_txt)], tokenizer, ours_cfg.data, ours_cfg.corpus, work / "data",
                            val_sources=[str(val_txt)], progress=False)
         seq_len = ours_cfg.data.seq_len
         ours_cfg = resolve_config(ours_cfg, tokenizer, seq_len)
-        trainer = setup(ours_cfg, data_dir, work / "bertforge-run", resume=False, init_from=None)
+        trainer = setup(ours_cfg, shards_dir, work / "bertforge-run", resume=False, init_from=None)
         sides = [bertforge_side(trainer)]
         trainers = [trainer]
         for name, sets in (variants or {}).items():
             cfg = build_config(preset=recipe.preset, recipe=recipe.overrides(budget_s), overrides=merge(common, parse_overrides(sets)))
             cfg = resolve_config(cfg, tokenizer, seq_len)
-            trainers.append(setup(cfg, data_dir, work / f"variant-{name}", resume=False, init_from=None))
+            trainers.append(setup(cfg, shards_dir, work / f"variant-{name}", resume=False, init_from=None))
             sides.append(bertforge_side(trainers[-1], name))
         if reference:
             ref_cfg = resolve_config(build_config(preset=recipe.preset, overrides=common), tokenizer, seq_len)
-            sides.append(reference_side(ref_cfg, data_dir, tokenizer, budget_s, torch_device))
-        val = PackedShards(data_dir, "validation")
+            sides.append(reference_side(ref_cfg, shards_dir, tokenizer, budget_s, torch_device))
+        val = PackedShards(shards_dir, "validation")
         race(sides, budget_s, evaluations, lambda side: evaluate_side(side, val, trainer.vocab, torch_device),
              torch_device)
         for t in trainers:

@@ -532,17 +532,17 @@ def cmd_bench(args) -> int:
         result = bench_train(
             preset=args.preset, steps=args.steps, warmup_steps=args.warmup_steps, batch_size=args.batch_size,
             seq_len=args.seq_len, precision=args.precision, corpus=args.corpus, device=args.device,
-            compile=args.compile, reference=ref,
+            compile=args.compile, reference=ref, data_dir=args.data_dir,
         )
     elif args.kind == "prepare":
         result = bench_prepare(
             corpus_mb=args.corpus_mb, processes=args.processes, seq_len=args.seq_len, reference=ref,
-            work_dir=args.work_dir, preset=args.preset,
+            work_dir=args.work_dir, preset=args.preset, data_dir=args.data_dir,
         )
     else:
         result = bench_fill_mask(
             preset=args.preset, sentences=args.sentences, top_k=args.top_k, reference=ref, device=args.device,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size, corpus=args.corpus, data_dir=args.data_dir,
         )
     if args.json:
         print_json(result)
@@ -562,7 +562,7 @@ def bench_quality_command(args, reference: bool) -> int:
         variants[name] = sets.split(",")
     result = bench_quality(
         minutes=args.minutes, corpus=args.corpus, work_dir=args.work_dir, evaluations=args.evaluations,
-        device=args.device, reference=reference, variants=variants,
+        device=args.device, reference=reference, variants=variants, data_dir=args.data_dir,
     )
     if args.plot:
         result["plot"] = str(plot_quality(result, args.plot))
@@ -849,7 +849,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32")
     p.add_argument("--compile", action="store_true", help="train: torch.compile both models")
     p.add_argument("--device", default="auto")
-    p.add_argument("--corpus", help="train, quality: one text file instead of the shared text (quality: kant.txt)")
+    p.add_argument("--corpus", help="train, fill-mask, quality: one text file instead of the data folder's text")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="folder of benchmark text (default: $BERTFORGE_DATA, else the repository's tests/data; "
+                        "layouts in benchmarks/README.md)")
     p.add_argument("--minutes", type=float, default=10, help="quality: training minutes of each side")
     p.add_argument("--evaluations", type=int, default=10, help="quality: validation points along each side's clock")
     p.add_argument("--plot", metavar="PNG", help="quality: validation loss against minutes, both sides")
