@@ -43,6 +43,7 @@ import torch
 from . import __version__, files
 from .config import DataConfig, ModelConfig, RunConfig, TokenizerConfig, TrainConfig, save_config
 from .errors import ConfigError, DataError
+from .finite import check_finite_model
 from .tokenizer import SPECIAL_TOKENS, TextTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -560,6 +561,7 @@ def export_finetuned(ft_dir: Path, out_dir: Path, arch: str | None) -> Path:
     from .finetune import load_finetuned
 
     ft = load_finetuned(ft_dir, device="cpu")
+    check_finite_model(ft.model, ft_dir)
     arch = arch or default_arch(ft.tokenizer, ft.config.model)
     tensors, config = finetuned_to_hf(ft, arch)
     tmp = files.make_tmp_dir(out_dir)
