@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .config import build_config
+from .config import CorpusConfig, build_config
 from .files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ def run_demo(out: Path, corpus: str | None = None, max_steps: int = 2000, progre
     from .train.checkpoint import checkpoint_dirs
     from .train.loop import pretrain
 
+    if corpus is not None:  # a bad --corpus is one error line before anything is written
+        next(iter_documents([corpus], CorpusConfig()), None)
     out.mkdir(parents=True, exist_ok=True)
     source = corpus or str(python_docs_corpus(out))
     cfg = build_config(

@@ -16,9 +16,10 @@ import torch
 from .errors import DataError
 
 
-def first_non_finite(model: torch.nn.Module) -> tuple[str, int] | None:
-    """(name, count) of the first parameter or buffer holding NaN/inf, or None when all are finite."""
-    for name, tensor in model.state_dict().items():
+def first_non_finite(tensors: torch.nn.Module | dict) -> tuple[str, int] | None:
+    """(name, count) of the first tensor (parameter or buffer) holding NaN/inf, or None when all are finite."""
+    state = tensors.state_dict() if isinstance(tensors, torch.nn.Module) else tensors
+    for name, tensor in state.items():
         if tensor.is_floating_point():
             bad = tensor.numel() - int(torch.isfinite(tensor).sum())
             if bad:
@@ -26,8 +27,9 @@ def first_non_finite(model: torch.nn.Module) -> tuple[str, int] | None:
     return None
 
 
-def check_finite_model(model: torch.nn.Module, where: str | Path) -> None:
-    """Refuse a model with NaN/inf weights: whatever it answers or exports would be noise."""
+def check_finite_model(model: torch.nn.Module | dict, where: str | Path) -> None:
+    """Refuse a model (or a state dict) with NaN/inf weights: whatever it answers, exports or
+    fine-tunes into would be noise."""
     found = first_non_finite(model)
     if found is not None:
         name, bad = found
