@@ -329,7 +329,7 @@ def bad_input_cases(f: dict[str, Path], data: Path, run: Path, out: Path) -> lis
         case("pretrain", "--out is an existing file", "pretrain", "--data", data, "--out", f["a-file"], *pre),
         case("pretrain", "--resume, nothing to resume", "pretrain", "--out", (r := fresh()), "--resume", out_at=r),
         case("pretrain", "--init-from a NaN run", "pretrain", "--data", data, "--out", (r := fresh()), "--init-from",
-             f["nan-run"], *pre, out_at=r),
+             f["nan-run"], "--max-steps", 2, "--device", "cpu", out_at=r),
         case("pretrain", "--resume, truncated model.safetensors", "pretrain", "--out", f["truncated-run"], "--resume",
              "--device", "cpu"),
         case("pretrain", "--resume, missing trainer.json", "pretrain", "--out", f["no-trainer-run"], "--resume",

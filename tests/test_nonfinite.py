@@ -81,6 +81,24 @@ def test_a_model_with_nan_weights_is_refused_in_one_line(nan_run, tmp_path, comm
     assert not (tmp_path / "hf").exists()  # export writes nothing
 
 
+def test_pretrain_init_from_a_nan_run_is_refused_before_writing(nan_run, data_dir, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("pretrain", "--data", str(data_dir), "--out", str(out), "--init-from", str(nan_run),
+                     "--max-steps", "2", "--device", "cpu")
+    assert_one_line_error(result, "weights are not finite")
+    assert not out.exists()
+
+
+def test_import_of_a_nan_hugging_face_folder_is_refused(tiny_run, tmp_path):
+    hf = tmp_path / "hf"
+    assert run_cli("export", str(tiny_run), "--out", str(hf)).returncode == 0
+    tensors = load_tensors(hf / "model.safetensors")
+    next(v for k, v in tensors.items() if k.endswith("weight")).view(-1)[0] = float("inf")
+    save_tensors(hf / "model.safetensors", tensors, metadata={"format": "pt"})
+    assert_one_line_error(run_cli("import", str(hf), "--out", str(tmp_path / "run")), "weights are not finite")
+    assert not (tmp_path / "run").exists()
+
+
 def test_serve_refuses_a_nan_model_at_start(nan_run):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

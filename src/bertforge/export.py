@@ -735,6 +735,7 @@ def import_hf(hf_dir: str | Path, out_run: str | Path) -> Path:
     weights, weights_file = read_hf_weights(hf_dir)
     state = from_hf_state_dict(weights, cfg, arch, source=str(weights_file))
     state = {k: v.float() for k, v in state.items()}  # fp32 master weights, as training keeps them
+    check_finite_model(state, weights_file)
     tokenizer = import_tokenizer(hf_dir)
     _check_tokenizer_fits(tokenizer, cfg, hf_dir)
     run_cfg = RunConfig(
@@ -751,8 +752,12 @@ def import_hf(hf_dir: str | Path, out_run: str | Path) -> Path:
 
 def init_run(path: str | Path, scratch: str | Path) -> Path:
     """A run folder for `pretrain --init-from PATH`: PATH if it is a run, else PATH imported into `scratch`."""
+    from .train.checkpoint import latest_checkpoint
+
     path = Path(path)
     if (path / "config.yaml").is_file():
+        checkpoint = latest_checkpoint(path)
+        check_finite_model(files.load_tensors(checkpoint / "model.safetensors"), checkpoint)  # never train from NaN
         return path
     if (path / "config.json").is_file():
         return import_hf(path, scratch)
