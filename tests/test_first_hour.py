@@ -1,6 +1,7 @@
 """A new user's first hour: defaults that work, a silent failure called out, progress visible from Python."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -133,3 +134,70 @@ def test_a_classifier_that_predicts_one_class_is_called_out(tiny_run, tmp_path, 
     assert saved["warnings"] == metrics["warnings"]
     assert "finetune.lr 0.0002, the default for an encoder of hidden size 32" in caplog.text
     assert "lr: 0.0002" in (tmp_path / "ft" / "config.yaml").read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- pictures
+
+
+def test_token_count_ticks_are_short(tiny_run, tmp_path):
+    """Full token counts ("100000200000...") collided on the x axis: they read 100k, 200k."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.ticker import EngFormatter
+
+    formatter = EngFormatter(sep="")
+    assert formatter(200000) == "200k" and formatter(1500000) == "1.5M"
+    from bertforge.plots import PANELS, PANELS_PER_ROW, plot_runs
+
+    assert PANELS_PER_ROW == 3 and len(PANELS) == 5
+    assert plot_runs([tiny_run], tmp_path / "c.png", x="tokens").stat().st_size > 0
+
+
+def test_report_folds_the_parameter_table(tiny_run, tmp_path):
+    from bertforge.report import write_report
+
+    page = write_report(tiny_run, tmp_path / "r.html").read_text(encoding="utf-8")
+    section = page[page.index("<h2>Parameters</h2>"):]
+    assert section.startswith("<h2>Parameters</h2><details><summary>") and "</table></details>" in section
+
+
+def test_pca3d_pads_its_axes_so_labels_stay_inside():
+    import numpy as np
+
+    from bertforge.viz import pca3d_html
+
+    vectors = np.random.default_rng(0).normal(size=(12, 8))
+    html = pca3d_html([f"w{i}" for i in range(12)], vectors)
+    ranges = re.findall(r'"range":\[([-0-9.e]+),([-0-9.e]+)\]', html)
+    assert len(ranges) == 3
+    from bertforge.viz import pca
+
+    coords, _ = pca(vectors, 3)
+    for (low, high), axis in zip(ranges, coords.T):
+        span = axis.max() - axis.min()
+        assert float(low) < axis.min() - 0.15 * span and float(high) > axis.max() + 0.15 * span
+
+
+# ---------------------------------------------------------------- the demo
+
+
+def test_demo_sentences_come_from_the_demo_text():
+    """The demo asks about its own text, so a user can check each answer there."""
+    from pydoc_data.topics import topics
+
+    from bertforge.demo import DEMO_SENTENCES
+
+    text = " ".join(" ".join(topic.split()) for topic in topics.values())
+    for sentence, word in DEMO_SENTENCES:
+        assert sentence.replace("<mask>", word).rstrip(".:") in text, sentence
+
+
+def test_demo_prints_guesses_before_and_after_training(tmp_path, capsys):
+    from bertforge.demo import DEMO_SENTENCES, run_demo
+
+    answers = run_demo(tmp_path / "demo", max_steps=3, progress=False)
+    out = capsys.readouterr().out
+    assert len(answers) == len(DEMO_SENTENCES) and all(len(top) == 5 for top in answers)
+    assert out.count("before training:") == len(DEMO_SENTENCES) == out.count("after training:")
+    assert re.search(r"right word in the top 5 for \d of 4 sentences", out)
