@@ -89,6 +89,7 @@ def config_from_args(args: argparse.Namespace):
             value = parse_duration(value)
         section, field = key.split(".")
         flags.setdefault(section, {})[field] = value
+    clear_other_stop_limits(args, flags)
     overrides = merge(flags, parse_overrides(args.set))
     base = None
     if getattr(args, "base_config", None):
@@ -101,6 +102,24 @@ def config_from_args(args: argparse.Namespace):
         preset, recipe = preset or chosen.preset, chosen.overrides(budget_s)
         args.recipe_lines = chosen.describe(budget_s)
     return build_config(preset=preset, config_file=args.config, overrides=overrides, base=base, recipe=recipe)
+
+
+STOP_FLAGS = ("max_steps", "max_tokens", "max_time")
+
+
+def clear_other_stop_limits(args: argparse.Namespace, flags: dict) -> None:
+    """A stop flag given alone is the run's only limit: the preset's other limits are cleared.
+
+    Without this `--preset small --max-time 30m` stopped silently at the preset's 2,000 steps.
+    `--set` (applied after the flags) can still add a limit back.
+    """
+    given = [name for name in STOP_FLAGS if getattr(args, name, None)]
+    if not given:
+        return
+    for name in STOP_FLAGS:
+        if name not in given:
+            section, field = FLAG_KEYS[name].split(".")
+            flags.setdefault(section, {})[field] = 0
 
 
 def budget_recipe(args: argparse.Namespace, overrides: dict):
@@ -336,9 +355,11 @@ def launch_pretrain(args) -> int:
 
 def cmd_export(args) -> int:
     from .export import export_run
+    from .files import read_json
 
     out = export_run(args.run, args.out, args.arch)
-    log.info("exported to %s (load it with transformers' AutoModelForMaskedLM.from_pretrained)", out)
+    model_class = read_json(Path(out) / "config.json")["architectures"][0]  # MLM, causal LM or a fine-tuned head
+    log.info("exported to %s (load it with transformers' %s.from_pretrained)", out, model_class)
     return 0
 
 
@@ -441,7 +462,7 @@ def sampling_from_args(args):
 
 def cmd_generate(args) -> int:
     sampling = sampling_from_args(args)  # bad settings fail before torch and the model load
-    from .generation import generate
+    from .generation import empty_answer_note, generate
     from .infer import load_run
 
     run = load_run(args.run, device=args.device)
@@ -454,6 +475,8 @@ def cmd_generate(args) -> int:
     else:
         print(result["text"])
         log.info("(%d tokens, stopped: %s, seed %d)", len(result["token_ids"]), result["stop_reason"], result["seed"])
+        if note := empty_answer_note(result):
+            log.warning("%s", note)
     return 0
 
 

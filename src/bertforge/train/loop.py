@@ -32,6 +32,7 @@ from ..evaluate import ACCURACY_KEY, attention_mask_for, eval_sequences, evaluat
 from ..files import read_json, write_json
 from ..masking import MaskingVocab, causal_labels, mask_tokens, sequence_seeds
 from ..model import IGNORE_INDEX, MaskedLM, count_parameters
+from ..console import live_progress, show_logs_without_setup
 from ..runtime import autocast, autocast_dtype, resolve_device
 from ..shards import PackedShards, check_compatible, load_manifest
 from ..tokenizer import TextTokenizer, load_tokenizer
@@ -50,7 +51,7 @@ from .checkpoint import (
 from .distributed import World
 from .metrics import MetricsWriter
 from .samples import log_samples
-from .schedule import lr_factor, planned_steps
+from .schedule import lr_factor, planned_steps, time_fraction
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class TrainerState:
     batches: int = 0  # global micro-batches consumed = position in the data order
     tokens: int = 0  # non-padding training tokens seen, all ranks together
     elapsed_s: float = 0.0  # training wall-clock time, carried over resumes
+    warmup_end_s: float = 0.0  # elapsed_s when warmup ended: a time budget's LR decay starts there
     world_size: int = 1  # ranks that wrote the checkpoint
 
 
@@ -359,8 +361,10 @@ def train_step(t: Trainer) -> dict:
     micro-batch (`no_sync` before it).
     """
     cfg = t.cfg.train
-    time_fraction = t.state.elapsed_s / cfg.max_time_s if cfg.max_time_s else 0.0
-    lr = cfg.lr * lr_factor(t.state.step, cfg, t.total_steps, time_fraction)
+    if t.state.step == cfg.warmup_steps:
+        t.state.warmup_end_s = t.state.elapsed_s
+    spent = time_fraction(t.state.elapsed_s, t.state.warmup_end_s, cfg.max_time_s)
+    lr = cfg.lr * lr_factor(t.state.step, cfg, t.total_steps, spent)
     for group in t.optimizer.param_groups:
         group["lr"] = lr
     batches = [next_batch(t) for _ in range(cfg.grad_accum_steps)]
@@ -455,13 +459,26 @@ def describe(t: Trainer) -> None:
         per_rank * cfg.train.grad_accum_steps * world.size, per_rank, cfg.train.grad_accum_steps, world.size,
         "s" if world.size > 1 else "", f" ({cfg.train.strategy})" if world.launched else "",
     )
+    info(t, "stops at: %s", stop_limits(cfg.train))
+
+
+def stop_limits(cfg: TrainConfig) -> str:
+    """The limits that end the run, in words: a user sees at once which one will stop it."""
+    limits = []
+    if cfg.max_steps:
+        limits.append(f"{cfg.max_steps:,} steps")
+    if cfg.max_tokens:
+        limits.append(f"{cfg.max_tokens:,} tokens")
+    if cfg.max_time_s:
+        limits.append(f"{cfg.max_time_s:g} s of training")
+    return " or ".join(limits) + (", whichever comes first" if len(limits) > 1 else "")
 
 
 def progress_bar(t: Trainer, enabled: bool):
-    """A tqdm bar on a terminal (rank 0); off in logs and pipes (then each log record is a log line)."""
-    from tqdm import tqdm
+    """A tqdm bar on a terminal or in a notebook (rank 0); off in logs and pipes (then each log record is a log line)."""
+    from tqdm.auto import tqdm
 
-    on = enabled and t.world.is_main and sys.stderr.isatty()
+    on = live_progress(enabled) and t.world.is_main
     return tqdm(total=t.total_steps or None, initial=t.state.step, unit="step", disable=not on, dynamic_ncols=True)
 
 
@@ -519,6 +536,7 @@ def pretrain(
 
     Under torchrun every rank calls this with the same arguments (it joins the process group).
     """
+    show_logs_without_setup()
     with distributed.process_group() as world:
         t = setup(cfg, Path(data_dir), Path(run_dir), resume, Path(init_from) if init_from else None, world)
         return train(t, progress)
