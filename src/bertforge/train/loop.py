@@ -272,7 +272,7 @@ def preflight(
 # data, masking, objective) changes the math: the result would be neither the old run nor a new one.
 HARMLESS_ON_RESUME = {
     "train.eval_every_steps", "train.eval_batches", "train.log_every_steps", "train.save_every_steps",
-    "train.keep_last", "train.fill_mask_samples", "train.eval_seed", "train.device", "train.compile",
+    "train.keep_last", "train.fill_mask_samples", "train.eval_seed", "train.device", "train.compile", "train.strategy",
     "train.max_bad_steps", "train.rollback_lr_factor", "train.max_rollbacks", "train.debug_nan_at_step",
     "train.debug_nan_steps",
 }
