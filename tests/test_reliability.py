@@ -349,3 +349,21 @@ def test_out_must_be_a_run_folder_an_empty_one_or_new(data_dir, tmp_path):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x", encoding="utf-8")
     assert_one_line_error(run_cli("pretrain", "--data", str(data_dir), "--out", str(a_file), *SHAPE), "is a file")
+
+
+def test_a_second_finetune_into_the_same_folder_is_refused(tiny_run, tmp_path):
+    from bertforge.finetune import finetune
+
+    out = tmp_path / "ft"
+    proc = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "f.write(str(os.getpid())); f.flush(); print('locked', flush=True); time.sleep(60)"), str(tmp_path / ".ft.lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(DataError, match=rf"fine-tuning folder .* \(PID {proc.pid}\)"):
+            finetune(tiny_run, tmp_path / "train.tsv", tmp_path / "train.tsv", out, progress=False)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not out.exists()
