@@ -367,3 +367,25 @@ def test_a_second_finetune_into_the_same_folder_is_refused(tiny_run, tmp_path):
         proc.kill()
         proc.wait()
     assert not out.exists()
+
+
+def test_a_full_disk_at_a_save_is_one_error_line_and_the_previous_checkpoint_survives(data_dir, tmp_path, monkeypatch):
+    import errno
+
+    import bertforge.train.loop as loop
+
+    real = loop.write_checkpoint
+    calls = []
+
+    def full_disk(run_dir, model_state, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(run_dir, model_state, *args)
+
+    monkeypatch.setattr(loop, "write_checkpoint", full_disk)
+    run = tmp_path / "run"
+    with pytest.raises(DataError, match="No space left on device; the newest checkpoint on disk is step-00000004"):
+        pretrain(tiny_config(max_steps=12, save_every_steps=4), data_dir, run, progress=False)
+    assert [d.name for d in checkpoint_dirs(run)] == ["step-00000004"]
+    assert checkpoint_problem(checkpoint_dirs(run)[0], for_training=True) is None

@@ -531,7 +531,14 @@ def save(t: Trainer) -> Path | None:
     final = t.run_dir / "checkpoints" / f"step-{t.state.step:08d}"
     if t.world.is_main:
         optim = {"optimizer": optim_state, "scaler": t.scaler.state_dict() if t.scaler else {}}
-        write_checkpoint(t.run_dir, model_state, optim, rng_states, asdict(t.state), t.cfg.train.keep_last)
+        try:
+            write_checkpoint(t.run_dir, model_state, optim, rng_states, asdict(t.state), t.cfg.train.keep_last)
+        except OSError as e:  # a full disk, a lost mount: the temporary folder is gone, older checkpoints intact
+            kept = checkpoint_dirs(t.run_dir)
+            raise DataError(
+                f"could not write checkpoint {final.name}: {e.strerror or e}; the newest checkpoint on disk is "
+                f"{kept[-1].name if kept else 'none'} (intact): free space, then --resume"
+            ) from None
     t.world.barrier()
     return final
 
