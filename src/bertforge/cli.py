@@ -8,6 +8,7 @@ stderr and exit code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -251,21 +252,29 @@ def cmd_pretrain(args) -> int:
     import time
 
     from .train import distributed
-    from .train.loop import pretrain
+    from .train.loop import pretrain, run_lock
 
     if args.strategy:  # a flag is a shortcut for --set; a --set given as well wins
         args.set = [f"train.strategy={args.strategy}", *args.set]
     if args.nproc is not None and "WORLD_SIZE" not in os.environ:
         return launch_pretrain(args)
     try:
-        with distributed.process_group() as world:
+        with distributed.process_group() as world, contextlib.ExitStack() as held:
             if not world.is_main:
                 log.setLevel(logging.ERROR)  # rank 0 speaks for the group
             if args.nproc is not None:
                 raise ConfigError(f"--nproc {args.nproc} starts torchrun itself; under torchrun leave it out")
+
+            def locked_inputs():  # the writer lock first: a second launch must not build into this folder
+                held.enter_context(run_lock(Path(args.out)))
+                return pretrain_inputs(args)
+
             # Rank 0 prepares the run folder (tokenizer, shards, imported weights); the others get its result.
-            cfg, data_dir, init = world.main_only(lambda: pretrain_inputs(args))
-            result = pretrain(cfg, data_dir, args.out, resume=args.resume, init_from=init, progress=not args.quiet)
+            cfg, data_dir, init = world.main_only(locked_inputs)
+            result = pretrain(
+                cfg, data_dir, args.out, resume=args.resume, init_from=init, progress=not args.quiet,
+                allow_changed_settings=args.allow_changed_settings,
+            )
     except BertforgeError:
         if distributed.World.from_env().is_main:
             raise
@@ -333,8 +342,11 @@ def launch_pretrain(args) -> int:
         raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
     if sys.argv[1:2] != ["pretrain"]:
         raise ConfigError("--nproc works on the command line (`bertforge pretrain --nproc N ...`); from Python use torchrun")
-    cfg, data_dir, init = pretrain_inputs(args)
-    preflight(cfg, data_dir, Path(args.out), args.resume, init, args.nproc)
+    from .train.loop import run_lock
+
+    with run_lock(Path(args.out)):  # released before the ranks start: rank 0 takes it for the run
+        cfg, data_dir, init = pretrain_inputs(args)
+        preflight(cfg, data_dir, Path(args.out), args.resume, init, args.nproc, args.allow_changed_settings)
     # torchrun would set 1 thread per rank; on a CPU, share the cores out instead.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
     # Restarted ranks can read the killed ranks' stale addresses from the rendezvous store that
@@ -688,6 +700,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-corpus", action="append", help="validation text (with --corpus)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument(
+        "--allow-changed-settings", action="store_true",
+        help="with --resume: accept settings that change the training math (seed, batch, schedule, shape, ...)",
+    )
     p.add_argument("--init-from", help="start from the weights (and tokenizer) of a run or a Hugging Face folder")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--max-tokens", type=int)
@@ -923,6 +939,6 @@ def main(argv: list[str] | None = None) -> int:
     except BertforgeError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # a run saved before it stopped (see train/guard.py), or a plain Ctrl-C
         sys.stderr.write("interrupted\n")
-        return 130
+        return 128 + getattr(e, "signum", 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -94,6 +95,17 @@ def train_and_score(
     return model, result, scores
 
 
+@contextlib.contextmanager
+def finetune_lock(out: Path):
+    """The writer lock of a fine-tuning folder; it lives beside `out` (built whole at the end) and goes with the run."""
+    lock = out.parent / f".{out.name}.lock"
+    with files.writer_lock(lock, f"fine-tuning folder {out}"):
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
 def collapse_warnings(task: Task, scores: dict, lr: float) -> list[str]:
     """A classifier that answers one class for every example of a split learned nothing usable."""
     if "confusion_matrix" not in next(iter(scores.values()), {}):  # NER
@@ -155,24 +167,25 @@ def finetune(
                  cfg.finetune.lr, cfg.model.hidden_size)
     out = Path(out)
     files.refuse_foreign_dir(out, LABELS_FILE, "a fine-tuning folder")
-    paths = {"train": train, "validation": validation, **({"test": test} if test else {})}
-    task = read_task(cfg, source.tokenizer, paths)
-    ctx = make_context(cfg, source, task)
-    log.info("fine-tuning %s for %s: %d labels, %s", source.origin, cfg.finetune.task, len(task.labels),
-             ", ".join(f"{n} {len(e)}" for n, e in task.encoded.items()))
-    classifier, result, scores = train_and_score(ctx, source, task, cfg.finetune.init, progress)
-    metrics = {
-        "task": cfg.finetune.task, "model": source.origin, "init": cfg.finetune.init, "labels": task.labels,
-        "metric": cfg.finetune.best_metric, "examples": {n: len(e) for n, e in task.encoded.items()},
-        "truncated": task.truncated, "epochs": result.history, "best": result.best,
-        "scores": scores,
-        "baselines": run_baselines(ctx, source, task, baselines, progress),
-        "warnings": collapse_warnings(task, scores, cfg.finetune.lr),
-    }
-    for warning in metrics["warnings"]:
-        log.warning("warning: %s", warning)
-    write_folder(out, cfg, source, task, ctx, classifier, metrics)
-    return metrics
+    with finetune_lock(out):  # one fine-tuning at a time writes `out`
+        paths = {"train": train, "validation": validation, **({"test": test} if test else {})}
+        task = read_task(cfg, source.tokenizer, paths)
+        ctx = make_context(cfg, source, task)
+        log.info("fine-tuning %s for %s: %d labels, %s", source.origin, cfg.finetune.task, len(task.labels),
+                 ", ".join(f"{n} {len(e)}" for n, e in task.encoded.items()))
+        classifier, result, scores = train_and_score(ctx, source, task, cfg.finetune.init, progress)
+        metrics = {
+            "task": cfg.finetune.task, "model": source.origin, "init": cfg.finetune.init, "labels": task.labels,
+            "metric": cfg.finetune.best_metric, "examples": {n: len(e) for n, e in task.encoded.items()},
+            "truncated": task.truncated, "epochs": result.history, "best": result.best,
+            "scores": scores,
+            "baselines": run_baselines(ctx, source, task, baselines, progress),
+            "warnings": collapse_warnings(task, scores, cfg.finetune.lr),
+        }
+        for warning in metrics["warnings"]:
+            log.warning("warning: %s", warning)
+        write_folder(out, cfg, source, task, ctx, classifier, metrics)
+        return metrics
 
 
 def write_folder(
