@@ -25,7 +25,7 @@ DEMO_SENTENCES = (
     ('The "<mask>" statement is used for conditional execution.', "if"),
     ('The "for" statement is used to iterate over the elements of a <mask>.', "sequence"),
     ('The "while" statement is used for repeated <mask> as long as an expression is true.', "execution"),
-    ("A string is a sequence of values that represent Unicode code <mask>.", "points"),
+    ("Changed in <mask> 3.1: Support for multiple context expressions.", "version"),  # 109 "in version" notes
 )
 
 
