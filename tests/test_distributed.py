@@ -160,7 +160,7 @@ def test_only_rank_0_writes_and_every_rank_saves_its_rng(two_ranks):
     run, r = two_ranks
     checkpoint = run / "checkpoints/step-00000008"
     assert sorted(p.name for p in checkpoint.iterdir()) == [
-        "model.safetensors", "optimizer.pt", "rng-rank1.pt", "rng.pt", "trainer.json"
+        "manifest.json", "model.safetensors", "optimizer.pt", "rng-rank1.pt", "rng.pt", "trainer.json"
     ]
     assert json.loads((checkpoint / "trainer.json").read_text())["world_size"] == 2
     assert r.stderr.count("step 8  loss") == 1  # one log line per step, from rank 0

@@ -14,16 +14,19 @@ import torch
 
 from bertforge.files import load_tensors, save_tensors
 from bertforge.finite import dumps, json_safe
-from bertforge.train.checkpoint import latest_checkpoint
+from bertforge.train.checkpoint import MANIFEST, latest_checkpoint, write_manifest
 from conftest import assert_one_line_error, make_causal_run, run_cli
 
 
 def rewrite_weights(run, edit) -> None:
-    """Apply `edit(tensors)` to the latest checkpoint's weights, in place."""
-    path = latest_checkpoint(run) / "model.safetensors"
-    tensors = load_tensors(path)
+    """Apply `edit(tensors)` to the latest checkpoint's weights, in place, and write its manifest
+    again: a checkpoint as written before the divergence guard (or by another tool), not damage."""
+    checkpoint = latest_checkpoint(run)
+    tensors = load_tensors(checkpoint / "model.safetensors")
     edit(tensors)
-    save_tensors(path, tensors)
+    save_tensors(checkpoint / "model.safetensors", tensors)
+    if (checkpoint / MANIFEST).is_file():
+        write_manifest(checkpoint)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ def test_plot_of_two_runs_is_a_png_of_the_expected_size(two_runs, tmp_path):
     r = run_cli("plot", *map(str, two_runs), "--out", str(tmp_path / "curves.png"), "--x", "tokens")
     assert r.returncode == 0, r.stderr
     pixels = image.imread(tmp_path / "curves.png")
-    assert pixels.shape[:2] == (340, 2000)  # 5 panels of 4 x 3.4 inches at 100 dpi
+    assert pixels.shape[:2] == (660, 1260)  # 5 panels, 3 a row (2 rows), each 4.2 x 3.3 inches at 100 dpi
     assert pixels[..., :3].std() > 0.05  # something was drawn
 
 

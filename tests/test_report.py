@@ -31,7 +31,7 @@ def test_report_holds_config_parameters_data_curves_metrics_samples_and_embeddin
     pictures = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(pictures) == 2  # curves and embeddings, inside the page
     sizes = [image.imread(io.BytesIO(base64.b64decode(p))).shape[:2] for p in pictures]
-    assert sizes == [(340, 2000), (700, 800)]
+    assert sizes == [(660, 1260), (700, 800)]
     assert not re.search(r"https?://|<script|<link|<iframe", page)  # nothing from outside the file
 
 

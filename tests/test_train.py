@@ -74,7 +74,7 @@ def test_checkpoints_are_pruned_and_hold_everything_for_resume(data_dir, tmp_pat
     dirs = checkpoint_dirs(tmp_path / "run")
     assert [d.name for d in dirs] == ["step-00000006", "step-00000008"]
     files = sorted(p.name for p in dirs[-1].iterdir())
-    assert files == ["model.safetensors", "optimizer.pt", "rng.pt", "trainer.json"]
+    assert files == ["manifest.json", "model.safetensors", "optimizer.pt", "rng.pt", "trainer.json"]
     state = json.loads((dirs[-1] / "trainer.json").read_text())
     assert state["step"] == 8 and state["batches"] == 8 and state["tokens"] > 0
     torch.load(dirs[-1] / "optimizer.pt", weights_only=True)  # no pickled code needed

@@ -37,6 +37,11 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
+def __dir__() -> list[str]:
+    """`dir(bertforge)` lists the public API, though its names load lazily."""
+    return sorted(__all__)
+
+
 def __getattr__(name: str):
     if name not in _API:
         raise AttributeError(f"module 'bertforge' has no attribute {name!r}")

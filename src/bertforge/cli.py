@@ -8,6 +8,7 @@ stderr and exit code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import logging
 import sys
@@ -119,6 +120,7 @@ def config_from_args(args: argparse.Namespace):
             value = parse_duration(value)
         section, field = key.split(".")
         flags.setdefault(section, {})[field] = value
+    clear_other_stop_limits(args, flags)
     overrides = merge(flags, parse_overrides(args.set))
     base = None
     if getattr(args, "base_config", None):
@@ -131,6 +133,24 @@ def config_from_args(args: argparse.Namespace):
         preset, recipe = preset or chosen.preset, chosen.overrides(budget_s)
         args.recipe_lines = chosen.describe(budget_s)
     return build_config(preset=preset, config_file=args.config, overrides=overrides, base=base, recipe=recipe)
+
+
+STOP_FLAGS = ("max_steps", "max_tokens", "max_time")
+
+
+def clear_other_stop_limits(args: argparse.Namespace, flags: dict) -> None:
+    """A stop flag given alone is the run's only limit: the preset's other limits are cleared.
+
+    Without this `--preset small --max-time 30m` stopped silently at the preset's 2,000 steps.
+    `--set` (applied after the flags) can still add a limit back.
+    """
+    given = [name for name in STOP_FLAGS if getattr(args, name, None)]
+    if not given:
+        return
+    for name in STOP_FLAGS:
+        if name not in given:
+            section, field = FLAG_KEYS[name].split(".")
+            flags.setdefault(section, {})[field] = 0
 
 
 def budget_recipe(args: argparse.Namespace, overrides: dict):
@@ -265,21 +285,29 @@ def cmd_pretrain(args) -> int:
     import time
 
     from .train import distributed
-    from .train.loop import pretrain
+    from .train.loop import pretrain, run_lock
 
     if args.strategy:  # a flag is a shortcut for --set; a --set given as well wins
         args.set = [f"train.strategy={args.strategy}", *args.set]
     if args.nproc is not None and "WORLD_SIZE" not in os.environ:
         return launch_pretrain(args)
     try:
-        with distributed.process_group() as world:
+        with distributed.process_group() as world, contextlib.ExitStack() as held:
             if not world.is_main:
                 log.setLevel(logging.ERROR)  # rank 0 speaks for the group
             if args.nproc is not None:
                 raise ConfigError(f"--nproc {args.nproc} starts torchrun itself; under torchrun leave it out")
+
+            def locked_inputs():  # the writer lock first: a second launch must not build into this folder
+                held.enter_context(run_lock(Path(args.out)))
+                return pretrain_inputs(args)
+
             # Rank 0 prepares the run folder (tokenizer, shards, imported weights); the others get its result.
-            cfg, data_dir, init = world.main_only(lambda: pretrain_inputs(args))
-            result = pretrain(cfg, data_dir, args.out, resume=args.resume, init_from=init, progress=not args.quiet)
+            cfg, data_dir, init = world.main_only(locked_inputs)
+            result = pretrain(
+                cfg, data_dir, args.out, resume=args.resume, init_from=init, progress=not args.quiet,
+                allow_changed_settings=args.allow_changed_settings,
+            )
     except BertforgeError:
         if distributed.World.from_env().is_main:
             raise
@@ -347,8 +375,11 @@ def launch_pretrain(args) -> int:
         raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
     if sys.argv[1:2] != ["pretrain"]:
         raise ConfigError("--nproc works on the command line (`bertforge pretrain --nproc N ...`); from Python use torchrun")
-    cfg, data_dir, init = pretrain_inputs(args)
-    preflight(cfg, data_dir, Path(args.out), args.resume, init, args.nproc)
+    from .train.loop import run_lock
+
+    with run_lock(Path(args.out)):  # released before the ranks start: rank 0 takes it for the run
+        cfg, data_dir, init = pretrain_inputs(args)
+        preflight(cfg, data_dir, Path(args.out), args.resume, init, args.nproc, args.allow_changed_settings)
     # torchrun would set 1 thread per rank; on a CPU, share the cores out instead.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
     # Restarted ranks can read the killed ranks' stale addresses from the rendezvous store that
@@ -369,9 +400,11 @@ def launch_pretrain(args) -> int:
 
 def cmd_export(args) -> int:
     from .export import export_run
+    from .files import read_json
 
     out = export_run(args.run, args.out, args.arch)
-    log.info("exported to %s (load it with transformers' AutoModelForMaskedLM.from_pretrained)", out)
+    model_class = read_json(Path(out) / "config.json")["architectures"][0]  # MLM, causal LM or a fine-tuned head
+    log.info("exported to %s (load it with transformers' %s.from_pretrained)", out, model_class)
     return 0
 
 
@@ -471,7 +504,7 @@ def sampling_from_args(args):
 
 def cmd_generate(args) -> int:
     sampling = sampling_from_args(args)  # bad settings fail before torch and the model load
-    from .generation import generate
+    from .generation import empty_answer_note, generate
     from .infer import load_run
 
     run = load_run(args.run, device=args.device)
@@ -484,6 +517,8 @@ def cmd_generate(args) -> int:
     else:
         print(result["text"])
         log.info("(%d tokens, stopped: %s, seed %d)", len(result["token_ids"]), result["stop_reason"], result["seed"])
+        if note := empty_answer_note(result):
+            log.warning("%s", note)
     return 0
 
 
@@ -695,6 +730,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-corpus", action="append", help="validation text (with --corpus)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument(
+        "--allow-changed-settings", action="store_true",
+        help="with --resume: accept settings that change the training math (seed, batch, schedule, shape, ...)",
+    )
     p.add_argument("--init-from", help="start from the weights (and tokenizer) of a run or a Hugging Face folder")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--max-tokens", type=int)
@@ -930,6 +969,6 @@ def main(argv: list[str] | None = None) -> int:
     except BertforgeError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # a run saved before it stopped (see train/guard.py), or a plain Ctrl-C
         sys.stderr.write("interrupted\n")
-        return 130
+        return 128 + getattr(e, "signum", 2)

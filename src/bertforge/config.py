@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +203,12 @@ class TrainConfig:
     loss_on: str = "all"  # clm: "all" tokens, or only the "response" part of templated records (data.template)
     recipe: str = ""  # the `--budget` recipe this run follows (recipes/budget.yaml), for the record
     fill_mask_samples: int = 3  # validation sentences whose masked word's top-3 guesses each evaluation logs (0 = none)
+    # Divergence guard: a step whose loss or gradient norm is not finite never reaches the weights.
+    max_bad_steps: int = 3  # consecutive skipped (non-finite) steps before rolling back to the last checkpoint
+    rollback_lr_factor: float = 0.5  # each rollback multiplies the LR by this
+    max_rollbacks: int = 3  # rollbacks allowed before the run stops with an error
+    debug_nan_at_step: int = 0  # test hook: poison the loss of this step index once per process (0 = off)
+    debug_nan_steps: int = 1  # ... and of this many consecutive steps from there
 
     def __post_init__(self) -> None:
         _positive("train", batch_size=self.batch_size, grad_accum_steps=self.grad_accum_steps, lr=self.lr)
@@ -223,6 +230,12 @@ class TrainConfig:
         check_choice("train", "strategy", self.strategy, ("ddp", "fsdp"))
         check_choice("train", "objective", self.objective, OBJECTIVES)
         check_choice("train", "loss_on", self.loss_on, ("all", "response"))
+        _positive("train", max_bad_steps=self.max_bad_steps, debug_nan_steps=self.debug_nan_steps)
+        _non_negative("train", max_rollbacks=self.max_rollbacks, debug_nan_at_step=self.debug_nan_at_step)
+        if not math.isfinite(self.lr):
+            raise ConfigError(f"train.lr must be a finite number, got {self.lr}")
+        if not 0.0 < self.rollback_lr_factor <= 1.0:
+            raise ConfigError(f"train.rollback_lr_factor must be in (0, 1], got {self.rollback_lr_factor}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not self.max_steps and not self.max_tokens and not self.max_time_s:

@@ -7,18 +7,25 @@ the text behind `help("if")`): real English prose about Python, about 1 MB.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from .config import CorpusConfig, build_config
 from .files import atomic_write_text
+from .infer import LoadedRun, fill_mask, load_run
+from .model import MaskedLM
 
 log = logging.getLogger(__name__)
 
+# Sentences of the demo's own text (Python's help topics, quotes as written there), one word masked:
+# the first run should show a model that learned its text, and a user can check each answer.
 DEMO_SENTENCES = (
-    "The <mask> statement is used for conditional execution.",
-    "A function is defined with the <mask> keyword.",
-    "Strings are <mask> sequences of Unicode code points.",
-    "The for statement is used to iterate over the elements of a <mask>.",
+    ('The "<mask>" statement is used for conditional execution.', "if"),
+    ('The "for" statement is used to iterate over the elements of a <mask>.', "sequence"),
+    ('The "while" statement is used for repeated <mask> as long as an expression is true.', "execution"),
+    ("Changed in <mask> 3.1: Support for multiple context expressions.", "version"),  # 109 "in version" notes
 )
 
 
@@ -35,7 +42,6 @@ def python_docs_corpus(out: Path) -> Path:
 def run_demo(out: Path, corpus: str | None = None, max_steps: int = 2000, progress: bool = True) -> list:
     """Tokenizer, shards, pretraining and fill-mask on a small model; prints the answers."""
     from .corpus import iter_documents
-    from .infer import fill_mask, load_run
     from .shards import prepare
     from .tokenizer import train_tokenizer
     from .train.checkpoint import checkpoint_dirs
@@ -65,11 +71,31 @@ def run_demo(out: Path, corpus: str | None = None, max_steps: int = 2000, progre
         log.info("%s already trained; delete it to train again", run_dir)
     else:
         pretrain(cfg, data_dir, run_dir, progress=progress)
-    run = load_run(run_dir)
-    answers = []
-    for sentence in DEMO_SENTENCES:
-        top = fill_mask(run, sentence, top_k=5)[0]
-        answers.append(top)
-        shown = ", ".join(f"{c['token']} ({c['score']:.2f})" for c in top)
-        print(f"{sentence}\n    -> {shown}")
+    trained = load_run(run_dir)
+    untrained = replace(trained, model=untrained_model(trained))
+    return show_answers(untrained, trained)
+
+
+def untrained_model(run: LoadedRun) -> MaskedLM:
+    """The same shape freshly initialised with the run's seed: what the model answered before training."""
+    torch.manual_seed(run.config.train.seed)
+    return MaskedLM(run.config.model).to(run.device).eval()
+
+
+def show_answers(before: LoadedRun, after: LoadedRun) -> list:
+    """Top-5 guesses for each demo sentence before and after training, side by side; returns the trained ones."""
+    answers, right = [], 0
+    for sentence, word in DEMO_SENTENCES:
+        old, new = fill_mask(before, sentence, top_k=5)[0], fill_mask(after, sentence, top_k=5)[0]
+        answers.append(new)
+        found = word in [c["token"].strip() for c in new]
+        right += found
+        print(f"{sentence}   (answer: {word})")
+        print(f"    before training: {guesses(old)}")
+        print(f"    after training:  {guesses(new)}   {'right word in the top 5' if found else ''}".rstrip())
+    print(f"right word in the top 5 for {right} of {len(DEMO_SENTENCES)} sentences")
     return answers
+
+
+def guesses(top: list[dict]) -> str:
+    return ", ".join(f"{c['token'].strip() or repr(c['token'])} ({c['score']:.2f})" for c in top)

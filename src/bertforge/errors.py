@@ -11,3 +11,7 @@ class ConfigError(BertforgeError):
 
 class DataError(BertforgeError):
     """A corpus, tokenizer, shard folder or checkpoint cannot be used."""
+
+
+class DivergedError(BertforgeError):
+    """Training kept producing non-finite losses or gradients after every allowed rollback."""

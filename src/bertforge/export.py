@@ -752,11 +752,11 @@ def import_hf(hf_dir: str | Path, out_run: str | Path) -> Path:
 
 def init_run(path: str | Path, scratch: str | Path) -> Path:
     """A run folder for `pretrain --init-from PATH`: PATH if it is a run, else PATH imported into `scratch`."""
-    from .train.checkpoint import latest_checkpoint
+    from .train.checkpoint import latest_intact_checkpoint
 
     path = Path(path)
     if (path / "config.yaml").is_file():
-        checkpoint = latest_checkpoint(path)
+        checkpoint = latest_intact_checkpoint(path)
         check_finite_model(files.load_tensors(checkpoint / "model.safetensors"), checkpoint)  # never train from NaN
         return path
     if (path / "config.json").is_file():

@@ -6,6 +6,7 @@ flush, fsync, then `os.replace`, so a crash never leaves a half-written file beh
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -136,3 +137,63 @@ def make_tmp_dir(final_dir: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}.tmp-"))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders; the final folder gets the usual permissions
     return tmp
+
+
+def remove_stale_tmp_dirs(folder: Path) -> list[Path]:
+    """Delete the `.NAME.tmp-*` / `.NAME.old-*` folders a killed writer left in `folder`.
+
+    Only call this while holding the folder's writer lock: a live writer's scratch folder looks the same.
+    """
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name)]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+# ---------------------------------------------------------------- one writer per folder
+
+LOCK_FILE = ".bertforge.lock"
+_held: dict[str, list] = {}  # lock path -> [open file, depth]: re-entrant within one process
+
+
+@contextlib.contextmanager
+def writer_lock(lock_path: str | Path, what: str):
+    """Hold an exclusive `flock` on `lock_path` for the life of the block, or fail at once.
+
+    The kernel drops the lock when the process dies, even by SIGKILL, so a killed run never
+    leaves a stale lock. The holder's PID is written in the file, for the message another
+    process gets. Re-entrant: the CLI and the Python function it calls may both take it.
+    """
+    import fcntl
+
+    from .errors import DataError
+
+    key = str(Path(lock_path).resolve())
+    if key in _held:
+        _held[key][1] += 1
+        try:
+            yield
+        finally:
+            _held[key][1] -= 1
+        return
+    Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+    f = open(lock_path, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise DataError(f"{what} is in use by another bertforge process (PID {holder}); wait for it to end or stop it") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    _held[key] = [f, 1]
+    try:
+        yield
+    finally:
+        del _held[key]
+        f.close()  # releases the lock

@@ -123,3 +123,17 @@ def generate(
         "stop_reason": reason,
         "seed": seed,
     }
+
+
+def empty_answer_note(result: dict) -> str | None:
+    """Why nothing was printed, when the answer is empty: a blank line alone explains nothing."""
+    if result["text"]:
+        return None
+    if result["stop_reason"] == "eos":
+        what = "the model ended the text at once (it predicted the end token first)"
+    else:
+        what = f"the model produced only special tokens or whitespace ({len(result['token_ids'])} tokens)"
+    return (
+        f"note: empty answer: {what}. An under-trained causal LM often does this: train longer, check that "
+        "its prompt follows the run's template, or sample with --temperature 0.8"
+    )

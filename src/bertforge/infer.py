@@ -15,7 +15,7 @@ from .finite import check_finite_model
 from .model import MaskedLM
 from .runtime import resolve_device
 from .tokenizer import TextTokenizer, load_tokenizer
-from .train.checkpoint import latest_checkpoint, load_model_weights
+from .train.checkpoint import latest_intact_checkpoint, load_model_weights
 
 MASK_SPELLINGS = re.compile(r"\[MASK\]|<mask>")
 
@@ -35,7 +35,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     if not (run_dir / "config.yaml").is_file():
         raise DataError(f"{run_dir} is not a bertforge run folder (no config.yaml); train one with `bertforge pretrain`")
     config = load_config(run_dir / "config.yaml")
-    checkpoint = latest_checkpoint(run_dir)
+    checkpoint = latest_intact_checkpoint(run_dir)
     torch_device = resolve_device(device)
     model = MaskedLM(config.model)
     load_model_weights(model, checkpoint)

@@ -17,6 +17,7 @@ PANELS = (
     ("accuracy", "validation accuracy (masked / next token)", "validation"),
     ("lr", "learning rate", "train"),
 )
+PANELS_PER_ROW = 3
 
 
 def _value(record: dict, key: str):
@@ -46,7 +47,14 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
         if not records:
             raise DataError(f"{name}: no metrics.jsonl records; is it a run folder from `bertforge pretrain`?")
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.4), constrained_layout=True)
+    from matplotlib.ticker import EngFormatter
+
+    # Three panels a row: five in one row were unreadable at a page's normal width.
+    rows = -(-len(PANELS) // PANELS_PER_ROW)
+    fig, grid = plt.subplots(rows, PANELS_PER_ROW, figsize=(4.2 * PANELS_PER_ROW, 3.3 * rows), constrained_layout=True)
+    axes = list(grid.flat)
+    for ax in axes[len(PANELS):]:
+        ax.set_visible(False)
     for ax, (key, title, split) in zip(axes, PANELS):
         for name, records in runs.items():
             values = [(r[x], _value(r, key)) for r in records if r["split"] == split and x in r]
@@ -55,6 +63,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
                 ax.plot(*zip(*points), marker="." if split == "validation" else None, label=name)
         ax.set_title(title)
         ax.set_xlabel(x)
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 100k, 1.5M: full token counts collide
         ax.grid(alpha=0.3)
         if key == "perplexity":
             ax.set_yscale("log")

@@ -190,7 +190,11 @@ def parameters_section(run: LoadedRun) -> str:
     total = sum(c for _, _, c in rows)
     body = [[name, "×".join(map(str, shape)), number(count)] for name, shape, count in rows]
     body.append([Markup("<b>total</b>"), "", Markup(f"<b>{number(total)}</b>")])
-    return "<h2>Parameters</h2>" + table(["tensor", "shape", "parameters"], body, numeric={2})
+    # Folded: its ~70 rows would bury the rest of the page.
+    return (
+        f"<h2>Parameters</h2><details><summary>{number(total)} parameters in {len(rows)} tensors (click to show the table)</summary>"
+        + table(["tensor", "shape", "parameters"], body, numeric={2}) + "</details>"
+    )
 
 
 def config_section(run_dir: Path) -> str:

@@ -32,10 +32,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from . import __version__, corpus, files
 from .config import CorpusConfig, DataConfig, to_dict
+from .console import live_progress
 from .errors import DataError
 from .templates import Example, encode_examples, iter_examples, load_template
 from .tokenizer import TextTokenizer, load_tokenizer
@@ -383,8 +384,8 @@ def _check_splits(splits: dict[str, dict], data_cfg: DataConfig) -> None:
 
 
 def _progress_bar(sources: list, val_sources: list, enabled: bool) -> tqdm:
-    """Bytes read so far and MB/s, on stderr; off when it is not a terminal."""
-    enabled = enabled and sys.stderr.isatty()
+    """Bytes read so far and MB/s, on stderr; only on a terminal or in a notebook."""
+    enabled = live_progress(enabled)
     sizes = [corpus.count_bytes(s) for s in (sources, val_sources) if s] if enabled else [None]
     total = None if None in sizes else sum(sizes)
     return tqdm(total=total, desc="prepare", unit="B", unit_scale=True, file=sys.stderr, disable=not enabled)

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from . import files
 from .config import TokenizerConfig
+from .console import live_progress
 from .errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -276,7 +277,7 @@ def _training_batches(documents: Iterable[str], max_docs: int, progress: bool) -
     if first is None:
         raise DataError("no documents to train the tokenizer on (the corpus is empty)")
     docs = itertools.chain([first], docs)
-    bar = tqdm(desc="tokenizer", unit=" docs", file=sys.stderr, disable=not progress or not sys.stderr.isatty())
+    bar = tqdm(desc="tokenizer", unit=" docs", file=sys.stderr, disable=not live_progress(progress))
     with bar:
         while batch := list(itertools.islice(docs, TRAIN_BATCH_DOCS)):
             bar.update(len(batch))
@@ -311,7 +312,18 @@ def train_tokenizer(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("trained %s tokenizer (%s specials), %d tokens -> %s", cfg.kind, cfg.scheme, result.vocab_size, out_dir)
+    if result.vocab_size < cfg.vocab_size:
+        log.info("%s", short_vocabulary_note(result.vocab_size, cfg))
     return result
+
+
+def short_vocabulary_note(size: int, cfg: TokenizerConfig) -> str:
+    """Why a vocabulary came out smaller than asked: the corpus ran out of pieces worth a token."""
+    return (
+        f"note: {size:,} tokens, not the {cfg.vocab_size:,} asked (tokenizer.vocab_size): the corpus has no more "
+        f"pieces seen at least tokenizer.min_frequency={cfg.min_frequency} times to merge into tokens; "
+        "more text (or a lower min_frequency) gives a larger vocabulary, and a smaller one is fine for a small corpus"
+    )
 
 
 def load_tokenizer(path: str | Path) -> TextTokenizer:

@@ -139,7 +139,12 @@ def pca3d_html(words: list[str], vectors: np.ndarray, title: str = "") -> str:
         x=points[0], y=points[1], z=points[2], text=list(words), mode="markers+text",
         marker={"size": 3, "color": "#3b6ea5"}, textfont={"size": 11}, hovertemplate="%{text}<extra></extra>",
     ))
-    axis = lambda i: {"title": {"text": f"PC{i + 1} ({share[i]:.1%})"}}  # noqa: E731
+    def axis(i: int) -> dict:
+        """Axis i, its range padded by a fifth of the span: labels of the outermost words were clipped."""
+        low, high = min(points[i]), max(points[i])
+        pad = 0.2 * (high - low or 1.0)
+        return {"title": {"text": f"PC{i + 1} ({share[i]:.1%})"}, "range": [low - pad, high + pad]}
+
     fig.update_layout(
         title=title or f"input embeddings of {len(words)} words, PCA (3D)",
         scene={"xaxis": axis(0), "yaxis": axis(1), "zaxis": axis(2)}, margin={"l": 0, "r": 0, "b": 0, "t": 40},

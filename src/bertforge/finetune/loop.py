@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -11,14 +12,17 @@ import torch
 
 from .. import files
 from ..config import build_config, save_config, to_dict
+from ..console import show_logs_without_setup
 from ..runtime import autocast_dtype, resolve_device
 from ..tokenizer import TextTokenizer
-from .config import CONFIG_FILE, CONFUSION_FILE, LABELS_FILE, METRICS_FILE, MODEL_FILE, REPORT_FILE, FinetuneRunConfig
+from .config import (
+    CONFIG_FILE, CONFUSION_FILE, LABELS_FILE, METRICS_FILE, MODEL_FILE, REPORT_FILE, FinetuneRunConfig, with_auto_lr,
+)
 from .data import (
     ClassifyData, Encoded, NerData, encode_classification, encode_ner, label_ids, label_list, read_classification,
     read_conll, truncating,
 )
-from .metrics import _scalars
+from .metrics import _scalars, single_class_prediction
 from .model import Classifier, Source, freeze, load_encoder, load_source
 from .report import confusion_png, majority_baseline, report_text, tfidf_baseline
 from .training import Context, Fit, balanced_weights, evaluate, fit
@@ -91,6 +95,33 @@ def train_and_score(
     return model, result, scores
 
 
+@contextlib.contextmanager
+def finetune_lock(out: Path):
+    """The writer lock of a fine-tuning folder; it lives beside `out` (built whole at the end) and goes with the run."""
+    lock = out.parent / f".{out.name}.lock"
+    with files.writer_lock(lock, f"fine-tuning folder {out}"):
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
+def collapse_warnings(task: Task, scores: dict, lr: float) -> list[str]:
+    """A classifier that answers one class for every example of a split learned nothing usable."""
+    if "confusion_matrix" not in next(iter(scores.values()), {}):  # NER
+        return []
+    out = []
+    for split, split_scores in scores.items():
+        only = single_class_prediction(split_scores["confusion_matrix"])
+        if only is not None:
+            out.append(
+                f"the classifier predicts {task.labels[only]!r} for every {split} example (its accuracy "
+                f"{split_scores['accuracy']:.4f} is that class's share): it learned nothing usable; try a higher "
+                f"finetune.lr (this run: {lr:g}), more epochs, or finetune.class_weights=balanced"
+            )
+    return out
+
+
 def run_baselines(ctx: Context, source: Source, task: Task, random_init: bool, progress: bool) -> dict:
     """Majority class (always, classify), and with `random_init` the same fine-tuning from random weights
     plus TF-IDF + logistic regression (classify)."""
@@ -126,26 +157,35 @@ def finetune(
     `settings` are overrides like {"finetune": {"task": "ner", "lr": 1e-4}} or ["finetune.lr=1e-4"];
     they apply over `config_file`, which applies over the defaults and the source model's config.
     """
+    show_logs_without_setup()
     source = load_source(model)
     base = {"model": to_dict(source.model)}
     cfg = build_config(FinetuneRunConfig, config_file=config_file, overrides=settings, base=base)
+    if not cfg.finetune.lr:
+        cfg = with_auto_lr(cfg)
+        log.info("finetune.lr %g, the default for an encoder of hidden size %d (set finetune.lr to choose)",
+                 cfg.finetune.lr, cfg.model.hidden_size)
     out = Path(out)
     files.refuse_foreign_dir(out, LABELS_FILE, "a fine-tuning folder")
-    paths = {"train": train, "validation": validation, **({"test": test} if test else {})}
-    task = read_task(cfg, source.tokenizer, paths)
-    ctx = make_context(cfg, source, task)
-    log.info("fine-tuning %s for %s: %d labels, %s", source.origin, cfg.finetune.task, len(task.labels),
-             ", ".join(f"{n} {len(e)}" for n, e in task.encoded.items()))
-    classifier, result, scores = train_and_score(ctx, source, task, cfg.finetune.init, progress)
-    metrics = {
-        "task": cfg.finetune.task, "model": source.origin, "init": cfg.finetune.init, "labels": task.labels,
-        "metric": cfg.finetune.best_metric, "examples": {n: len(e) for n, e in task.encoded.items()},
-        "truncated": task.truncated, "epochs": result.history, "best": result.best,
-        "scores": scores,
-        "baselines": run_baselines(ctx, source, task, baselines, progress),
-    }
-    write_folder(out, cfg, source, task, ctx, classifier, metrics)
-    return metrics
+    with finetune_lock(out):  # one fine-tuning at a time writes `out`
+        paths = {"train": train, "validation": validation, **({"test": test} if test else {})}
+        task = read_task(cfg, source.tokenizer, paths)
+        ctx = make_context(cfg, source, task)
+        log.info("fine-tuning %s for %s: %d labels, %s", source.origin, cfg.finetune.task, len(task.labels),
+                 ", ".join(f"{n} {len(e)}" for n, e in task.encoded.items()))
+        classifier, result, scores = train_and_score(ctx, source, task, cfg.finetune.init, progress)
+        metrics = {
+            "task": cfg.finetune.task, "model": source.origin, "init": cfg.finetune.init, "labels": task.labels,
+            "metric": cfg.finetune.best_metric, "examples": {n: len(e) for n, e in task.encoded.items()},
+            "truncated": task.truncated, "epochs": result.history, "best": result.best,
+            "scores": scores,
+            "baselines": run_baselines(ctx, source, task, baselines, progress),
+            "warnings": collapse_warnings(task, scores, cfg.finetune.lr),
+        }
+        for warning in metrics["warnings"]:
+            log.warning("warning: %s", warning)
+        write_folder(out, cfg, source, task, ctx, classifier, metrics)
+        return metrics
 
 
 def write_folder(
@@ -160,7 +200,8 @@ def write_folder(
         files.save_tensors(tmp / MODEL_FILE, model.state_dict())
         files.write_json(tmp / METRICS_FILE, metrics)
         evaluated = {n: (task.encoded[n], task.gold[n]) for n in task.encoded if n != "train"}
-        files.atomic_write_text(tmp / REPORT_FILE, report_text(ctx, model, evaluated))
+        warnings = "".join(f"WARNING: {w}\n\n" for w in metrics["warnings"])
+        files.atomic_write_text(tmp / REPORT_FILE, warnings + report_text(ctx, model, evaluated))
         if cfg.finetune.task == "classify":
             shown = "test" if "test" in metrics["scores"] else "validation"
             png = confusion_png(metrics["scores"][shown]["confusion_matrix"], task.labels, f"{shown} split")

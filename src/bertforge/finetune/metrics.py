@@ -20,6 +20,16 @@ def classify_metrics(gold: list[int], pred: list[int], labels: list) -> dict:
     }
 
 
+def single_class_prediction(confusion: list[list[int]]) -> int | None:
+    """The class a classifier predicted for every example, or None when it predicted two or more.
+
+    A model that learned nothing often ends there (the majority class): its accuracy looks like a
+    score, so it must be called out.
+    """
+    predicted = [column for column in range(len(confusion)) if any(row[column] for row in confusion)]
+    return predicted[0] if len(predicted) == 1 and len(confusion) > 1 else None
+
+
 def ner_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
     """Entity-level precision / recall / F1 (seqeval, exact spans and types) and token accuracy."""
     seqeval = _require("seqeval.metrics", "seqeval")

@@ -115,14 +115,14 @@ class Source:
 
 def load_source(path: str | Path) -> Source:
     """A run's latest checkpoint, a fine-tuned folder's encoder, or a Hugging Face BERT/RoBERTa folder."""
-    from ..train.checkpoint import latest_checkpoint
+    from ..train.checkpoint import latest_intact_checkpoint
 
     path = Path(path)
     if (path / LABELS_FILE).is_file():
         cfg = load_config(path / CONFIG_FILE, FinetuneRunConfig).model
         return Source(cfg, load_tokenizer(path / "tokenizer"), files.load_tensors(path / MODEL_FILE), str(path))
     if (path / "config.yaml").is_file():
-        checkpoint = latest_checkpoint(path)
+        checkpoint = latest_intact_checkpoint(path)
         cfg = load_config(path / "config.yaml").model
         state = files.load_tensors(checkpoint / MODEL_FILE)
         return Source(cfg, load_tokenizer(path / "tokenizer"), state, str(checkpoint))

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import TrainConfig
+from ..console import live_progress
 from ..model import IGNORE_INDEX
 from ..runtime import autocast
 from .config import FinetuneConfig, FinetuneRunConfig
@@ -146,7 +147,7 @@ class Fit:
 
 def fit(model: Classifier, ctx: Context, train: Encoded, val: Encoded, val_gold, progress: bool) -> Fit:
     """Train, evaluate after each epoch, keep the best weights, stop early after `patience` misses."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     from ..train.loop import build_optimizer
 
@@ -154,7 +155,7 @@ def fit(model: Classifier, ctx: Context, train: Encoded, val: Encoded, val_gold,
     total, per_epoch = step_plan(cfg, len(train))
     optimizer = build_optimizer(model, cfg, ctx.device)
     history, best, best_state, misses, step = [], None, {}, 0, 0
-    with tqdm(total=total, unit="step", disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True) as bar:
+    with tqdm(total=total, unit="step", disable=not live_progress(progress), dynamic_ncols=True) as bar:
         for epoch in range(1, math.ceil(total / per_epoch) + 1):
             step, train_loss = train_epoch(model, ctx, train, epoch, optimizer, step, total, bar)
             scores = evaluate(model, ctx, val, val_gold)

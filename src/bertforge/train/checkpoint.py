@@ -6,8 +6,10 @@ Layout of `RUN/checkpoints/step-00000123/`:
   rng.pt              torch CPU/CUDA RNG states (dropout) of rank 0, same loader
   rng-rank<r>.pt      the same for rank r >= 1 of a torchrun group (each rank has its own dropout)
   trainer.json        step, batches consumed, tokens seen, elapsed seconds, world size
+  manifest.json       written last: size and SHA-256 of every other file
 The folder is built under a temporary name and renamed into place, so a crash mid-save leaves
-the previous checkpoint as the latest one. Under torchrun only rank 0 writes, after gathering
+the previous checkpoint as the latest one. Readers and `--resume` verify the manifest and fall
+back to the newest intact checkpoint, saying which one was damaged and why. Under torchrun only rank 0 writes, after gathering
 what the other ranks hold (their RNG states; their parameter shards under FSDP), so the files
 are the same whatever the strategy and the number of ranks.
 """
@@ -23,11 +25,15 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from ..files import atomic_write_bytes, load_tensors, make_tmp_dir, read_json, replace_dir, save_tensors, write_json
+from ..files import (
+    atomic_write_bytes, file_hash, load_tensors, make_tmp_dir, read_json, replace_dir, save_tensors, write_json,
+)
 
 log = logging.getLogger(__name__)
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.safetensors"
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
@@ -100,13 +106,78 @@ def write_checkpoint(
         for rank, rng in enumerate(rng_states):
             atomic_write_bytes(tmp / rng_file(rank), _torch_bytes(rng))
         write_json(tmp / "trainer.json", trainer_state)
+        write_manifest(tmp)
         replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for old in checkpoint_dirs(run_dir)[:-keep_last]:
+    complete = [d for d in checkpoint_dirs(run_dir) if (d / MANIFEST).is_file()]
+    for old in complete[:-keep_last]:  # only complete ones count: a damaged newer one never evicts a good one
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def write_manifest(folder: Path) -> None:
+    """Size and SHA-256 of every file in `folder`, written last: its presence means the rest is complete."""
+    entries = {
+        p.name: {"bytes": p.stat().st_size, "sha256": file_hash(p, length=64)}
+        for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST
+    }
+    write_json(folder / MANIFEST, {"files": entries})
+
+
+def checkpoint_problem(checkpoint: Path, for_training: bool) -> str | None:
+    """Why `checkpoint` cannot be used (None if it can): a missing, truncated or altered file.
+
+    `for_training` also needs what an exact resume needs (optimizer, every rank's RNG state): a
+    missing one is damage, never a silent inexact resume. Checkpoints written before manifests
+    existed are checked for their files only.
+    """
+    needed = [MODEL_FILE, "trainer.json"]
+    try:
+        state = read_json(checkpoint / "trainer.json")
+    except (OSError, ValueError):
+        return "trainer.json is missing or unreadable"
+    if for_training:
+        needed += ["optimizer.pt"] + [rng_file(r) for r in range(int(state.get("world_size", 1)))]
+    missing = [name for name in needed if not (checkpoint / name).is_file()]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    manifest_path = checkpoint / MANIFEST
+    if not manifest_path.is_file():
+        return None  # written by an older bertforge: nothing to compare with
+    try:
+        listed = read_json(manifest_path)["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{MANIFEST} is unreadable"
+    for name, entry in listed.items():
+        path = checkpoint / name
+        if not path.is_file():
+            if name in needed:
+                return f"missing {name}"
+            continue  # e.g. a reader does not need optimizer.pt
+        if path.stat().st_size != entry["bytes"]:
+            return f"{name} has {path.stat().st_size:,} bytes, the manifest says {entry['bytes']:,} (truncated?)"
+        if (name in needed or for_training) and file_hash(path, length=64) != entry["sha256"]:
+            return f"{name} does not match its SHA-256 in {MANIFEST} (altered or corrupted)"
+    return None
+
+
+def latest_intact_checkpoint(run_dir: Path, for_training: bool = False) -> Path:
+    """The newest checkpoint that passes `checkpoint_problem`; each newer damaged one is reported on stderr."""
+    dirs = checkpoint_dirs(run_dir)
+    if not dirs:
+        raise DataError(f"{run_dir}: no checkpoint found (expected {run_dir}/checkpoints/step-*/)")
+    damaged = []
+    for checkpoint in reversed(dirs):
+        problem = checkpoint_problem(checkpoint, for_training)
+        if problem is None:
+            if damaged:
+                log.warning("using %s, the newest intact checkpoint", checkpoint.name)
+            return checkpoint
+        log.warning("checkpoint %s is damaged: %s", checkpoint, problem)
+        damaged.append(f"{checkpoint.name} ({problem})")
+    raise DataError(f"{run_dir}: every checkpoint is damaged: {'; '.join(damaged)}")
 
 
 def load_model_weights(model: torch.nn.Module, checkpoint: Path) -> None:
@@ -114,7 +185,10 @@ def load_model_weights(model: torch.nn.Module, checkpoint: Path) -> None:
     path = Path(checkpoint) / "model.safetensors"
     if not path.is_file():
         raise DataError(f"{checkpoint}: no model.safetensors")
-    state = load_tensors(path)
+    try:
+        state = load_tensors(path)
+    except Exception as e:  # safetensors' own error types: a truncated or overwritten file
+        raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}); the file is damaged") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -17,7 +17,9 @@ metrics and checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -26,12 +28,14 @@ from typing import NamedTuple
 
 import torch
 
-from ..config import RunConfig, TrainConfig, save_config
-from ..errors import ConfigError, DataError
+from .. import files
+from ..config import RunConfig, TrainConfig, load_config, save_config, to_dict
+from ..errors import ConfigError, DataError, DivergedError
 from ..evaluate import ACCURACY_KEY, attention_mask_for, eval_sequences, evaluate_sums, metrics_from_sums
 from ..files import read_json, write_json
 from ..masking import MaskingVocab, causal_labels, mask_tokens, sequence_seeds
 from ..model import IGNORE_INDEX, MaskedLM, count_parameters
+from ..console import live_progress, show_logs_without_setup
 from ..runtime import autocast, autocast_dtype, resolve_device
 from ..shards import PackedShards, check_compatible, load_manifest
 from ..tokenizer import TextTokenizer, load_tokenizer
@@ -40,6 +44,7 @@ from .batches import BatchOrder
 from .checkpoint import (
     checkpoint_dirs,
     latest_checkpoint,
+    latest_intact_checkpoint,
     load_model_weights,
     read_optimizer,
     read_rng,
@@ -48,9 +53,10 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .distributed import World
+from .guard import Interrupted, Poison, all_finite, stop_signals, weights_finite
 from .metrics import MetricsWriter
 from .samples import log_samples
-from .schedule import lr_factor, planned_steps
+from .schedule import lr_factor, planned_steps, time_fraction
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +69,11 @@ class TrainerState:
     batches: int = 0  # global micro-batches consumed = position in the data order
     tokens: int = 0  # non-padding training tokens seen, all ranks together
     elapsed_s: float = 0.0  # training wall-clock time, carried over resumes
+    warmup_end_s: float = 0.0  # elapsed_s when warmup ended: a time budget's LR decay starts there
     world_size: int = 1  # ranks that wrote the checkpoint
+    skipped_steps: int = 0  # steps whose loss or gradient was not finite (no update), all rollbacks included
+    rollbacks: int = 0  # times the run went back to a checkpoint after max_bad_steps skipped steps in a row
+    lr_scale: float = 1.0  # rollback_lr_factor ** rollbacks: multiplies the scheduled LR
 
 
 @dataclass
@@ -87,6 +97,8 @@ class Trainer:
     state: TrainerState
     total_steps: int
     world: World
+    poison: Poison  # test hook train.debug_nan_at_step
+    bad_in_a_row: int = 0  # skipped steps since the last good one
 
 
 def resolve_config(
@@ -144,7 +156,13 @@ def masking_vocab(tokenizer: TextTokenizer) -> MaskingVocab:
 
 
 def setup(
-    cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool, init_from: Path | None, world: World | None = None
+    cfg: RunConfig,
+    data_dir: Path,
+    run_dir: Path,
+    resume: bool,
+    init_from: Path | None,
+    world: World | None = None,
+    allow_changed_settings: bool = False,
 ) -> Trainer:
     """Build everything the loop needs, resuming from the latest checkpoint when asked.
 
@@ -153,13 +171,17 @@ def setup(
     """
     world = world or World()
     run_dir = Path(run_dir)
-    checked = world.agree(lambda: check_inputs(cfg, Path(data_dir), run_dir, resume, init_from, world))
+    if world.is_main:
+        remove_leftovers(run_dir)
+    checked = world.agree(
+        lambda: check_inputs(cfg, Path(data_dir), run_dir, resume, init_from, world, allow_changed_settings)
+    )
     cfg, resume, tokenizer, train_data, val_data, order, device, amp_dtype = checked
-    checkpoint = latest_checkpoint(run_dir) if resume else None
+    checkpoint = latest_intact_checkpoint(run_dir, for_training=True) if resume else None
     torch.manual_seed(cfg.train.seed)  # the one seeding point: init weights (the same on every rank)
     model = MaskedLM(cfg.model).to(device)
     if checkpoint is not None or init_from is not None:  # weights go in before DDP/FSDP copy or shard them
-        load_model_weights(model, checkpoint or latest_checkpoint(init_from))
+        load_model_weights(model, checkpoint or latest_intact_checkpoint(init_from))
     if world.rank and checkpoint is None:
         torch.manual_seed(dropout_seed(cfg.train.seed, world.rank))  # each rank its own dropout masks
     parallel = distributed.wrap_model(model, cfg.train.strategy, world, device, list(model.encoder.layers))
@@ -191,6 +213,7 @@ def setup(
         state=state,
         total_steps=planned_steps(cfg.train, tokens_per_step),
         world=world,
+        poison=Poison(cfg.train),
     )
 
 
@@ -208,13 +231,21 @@ class Checked(NamedTuple):
 
 
 def check_inputs(
-    cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool, init_from: Path | None, world: World
+    cfg: RunConfig,
+    data_dir: Path,
+    run_dir: Path,
+    resume: bool,
+    init_from: Path | None,
+    world: World,
+    allow_changed_settings: bool = False,
 ) -> Checked:
-    """Every user error a run can meet before it trains: run folder, data, batch split, device."""
+    """Every user error a run can meet before it trains: run folder, data, batch split, device, changed settings."""
     resume = should_resume(run_dir, resume, world)
     tokenizer, train_data, val_data = open_data(data_dir)
     template = train_data.manifest.get("data", {}).get("template", "")
     cfg = resolve_config(cfg, tokenizer, train_data.seq_len, None if resume else init_from, template)
+    if resume and (run_dir / "config.yaml").is_file():
+        check_resume_settings(load_config(run_dir / "config.yaml"), cfg, allow_changed_settings, world)
     if cfg.train.loss_on == "response" and not train_data.has_loss_mask:
         train_data.loss_mask([0])  # the DataError that says how to make shards with a loss mask
     order = batch_order(cfg.train, len(train_data), world)
@@ -222,9 +253,55 @@ def check_inputs(
     return Checked(cfg, resume, tokenizer, train_data, val_data, order, device, amp_dtype)
 
 
-def preflight(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool, init_from: Path | None, ranks: int) -> None:
+def preflight(
+    cfg: RunConfig,
+    data_dir: Path,
+    run_dir: Path,
+    resume: bool,
+    init_from: Path | None,
+    ranks: int,
+    allow_changed_settings: bool = False,
+) -> None:
     """The checks of `setup`, for a launcher before it starts `ranks` processes (`pretrain --nproc`)."""
-    check_inputs(cfg, Path(data_dir), Path(run_dir), resume, init_from, World(size=ranks, launched=True))
+    world = World(size=ranks, launched=True)
+    check_inputs(cfg, Path(data_dir), Path(run_dir), resume, init_from, world, allow_changed_settings)
+
+
+# Settings a resumed run may change without changing what it computes: how often it logs,
+# evaluates and saves, and where it runs. Everything else (seed, batch, schedule, limits, shape,
+# data, masking, objective) changes the math: the result would be neither the old run nor a new one.
+HARMLESS_ON_RESUME = {
+    "train.eval_every_steps", "train.eval_batches", "train.log_every_steps", "train.save_every_steps",
+    "train.keep_last", "train.fill_mask_samples", "train.eval_seed", "train.device", "train.compile", "train.strategy",
+    "train.max_bad_steps", "train.rollback_lr_factor", "train.max_rollbacks", "train.debug_nan_at_step",
+    "train.debug_nan_steps",
+}
+
+
+STOP_LIMITS = {"train.max_steps", "train.max_tokens", "train.max_time_s"}  # the decay of the LR ends there
+
+
+def flat_settings(cfg: RunConfig) -> dict[str, object]:
+    return {f"{section}.{key}": value for section, values in to_dict(cfg).items() for key, value in values.items()}
+
+
+def check_resume_settings(saved: RunConfig, new: RunConfig, allowed: bool, world: World) -> None:
+    """Refuse a resume whose settings change the math, listing each difference (unless allowed)."""
+    before, after = flat_settings(saved), flat_settings(new)
+    harmless = set(HARMLESS_ON_RESUME)
+    if saved.train.schedule == new.train.schedule == "constant":
+        harmless |= STOP_LIMITS  # the LR does not depend on when the run ends: extending it is exact
+    changed = [key for key in after if before.get(key) != after[key] and key not in harmless]
+    if not changed:
+        return
+    listed = ", ".join(f"{key} {before.get(key)!r} -> {after[key]!r}" for key in changed)
+    if not allowed:
+        raise ConfigError(
+            f"--resume with settings that change the training math: {listed}. The result would match neither "
+            "run; pass --allow-changed-settings to continue anyway"
+        )
+    if world.is_main:
+        log.warning("resuming with changed settings (--allow-changed-settings): %s", listed)
 
 
 def devices(cfg: TrainConfig, world: World) -> tuple[torch.device, torch.dtype | None]:
@@ -359,11 +436,14 @@ def train_step(t: Trainer) -> dict:
     micro-batch (`no_sync` before it).
     """
     cfg = t.cfg.train
-    time_fraction = t.state.elapsed_s / cfg.max_time_s if cfg.max_time_s else 0.0
-    lr = cfg.lr * lr_factor(t.state.step, cfg, t.total_steps, time_fraction)
+    if t.state.step == cfg.warmup_steps:
+        t.state.warmup_end_s = t.state.elapsed_s
+    spent = time_fraction(t.state.elapsed_s, t.state.warmup_end_s, cfg.max_time_s)
+    lr = cfg.lr * t.state.lr_scale * lr_factor(t.state.step, cfg, t.total_steps, spent)
     for group in t.optimizer.param_groups:
         group["lr"] = lr
     batches = [next_batch(t) for _ in range(cfg.grad_accum_steps)]
+    poison = t.poison.now(t.state.step)
     counts = torch.tensor([sum(b.masked for b in batches), sum(b.tokens for b in batches)])
     masked, tokens = t.world.all_reduce_sum(counts).tolist()
     loss_sum = torch.zeros((), device=t.device)  # this rank's part of the step's mean loss
@@ -374,6 +454,8 @@ def train_step(t: Trainer) -> dict:
                 # A CLM micro-batch of prompt-only pieces (loss_on=response) has nothing to predict:
                 # its mean loss is NaN, so it adds a zero that still runs backward (DDP syncs there).
                 loss = out.loss if b.masked else out.logits.sum() * 0.0
+                if poison:
+                    loss = loss * float("nan")
                 share = loss * (b.masked / max(masked, 1))
             scaled = share * t.world.size
             (t.scaler.scale(scaled) if t.scaler else scaled).backward()
@@ -382,6 +464,13 @@ def train_step(t: Trainer) -> dict:
     if t.scaler:
         t.scaler.unscale_(t.optimizer)
     grad_norm = distributed.clip_grad_norm(t.model.parameters(), cfg.clip_grad_norm or float("inf"))
+    if not step_is_finite(t, loss_sum, grad_norm):  # never let a NaN/inf reach the weights
+        t.optimizer.zero_grad(set_to_none=True)
+        if t.scaler:
+            t.scaler.update()  # the scaler lowers its scale after an inf, as when it skips a step itself
+        t.state.step += 1
+        t.state.skipped_steps += 1
+        return {"loss": loss_sum, "grad_norm": grad_norm, "lr": lr, "skipped": True}
     if t.scaler:
         t.scaler.step(t.optimizer)
         t.scaler.update()
@@ -389,7 +478,19 @@ def train_step(t: Trainer) -> dict:
         t.optimizer.step()
     t.optimizer.zero_grad(set_to_none=True)
     t.state.step += 1
-    return {"loss": loss_sum, "grad_norm": grad_norm, "lr": lr}
+    return {"loss": loss_sum, "grad_norm": grad_norm, "lr": lr, "skipped": False}
+
+
+def step_is_finite(t: Trainer, loss_sum: torch.Tensor, grad_norm: torch.Tensor) -> bool:
+    """Every rank's loss and the gradient norm are finite (all ranks agree, so all skip together).
+
+    With fp16's grad scaler an inf gradient is routine (the scaler skips that step and lowers its
+    scale), so only the loss is judged there.
+    """
+    finite = all_finite(loss_sum) if t.scaler else all_finite(loss_sum, grad_norm)
+    if t.world.launched:
+        finite = t.world.max(0.0 if finite else 1.0) == 0.0
+    return finite
 
 
 def run_evaluation(t: Trainer) -> dict | None:
@@ -415,14 +516,29 @@ def run_evaluation(t: Trainer) -> dict | None:
     return result
 
 
-def save(t: Trainer) -> Path:
-    """Checkpoint on rank 0; every rank calls this (FSDP gathers the shards, ranks send RNG states)."""
+def save(t: Trainer) -> Path | None:
+    """Checkpoint on rank 0; every rank calls this (FSDP gathers the shards, ranks send RNG states).
+
+    Weights with a NaN or inf are never written (None is returned): the newest checkpoint on disk
+    is always one to go back to.
+    """
     model_state, optim_state = distributed.full_state_dicts(t.model, t.optimizer)
+    if not t.world.max(0.0 if weights_finite(model_state) else 1.0) == 0.0:
+        if t.world.is_main:
+            log.warning("step %d: the weights hold non-finite values; no checkpoint written", t.state.step)
+        return None
     rng_states = t.world.gather(rng_state(t.device))
     final = t.run_dir / "checkpoints" / f"step-{t.state.step:08d}"
     if t.world.is_main:
         optim = {"optimizer": optim_state, "scaler": t.scaler.state_dict() if t.scaler else {}}
-        write_checkpoint(t.run_dir, model_state, optim, rng_states, asdict(t.state), t.cfg.train.keep_last)
+        try:
+            write_checkpoint(t.run_dir, model_state, optim, rng_states, asdict(t.state), t.cfg.train.keep_last)
+        except OSError as e:  # a full disk, a lost mount: the temporary folder is gone, older checkpoints intact
+            kept = checkpoint_dirs(t.run_dir)
+            raise DataError(
+                f"could not write checkpoint {final.name}: {e.strerror or e}; the newest checkpoint on disk is "
+                f"{kept[-1].name if kept else 'none'} (intact): free space, then --resume"
+            ) from None
     t.world.barrier()
     return final
 
@@ -455,25 +571,39 @@ def describe(t: Trainer) -> None:
         per_rank * cfg.train.grad_accum_steps * world.size, per_rank, cfg.train.grad_accum_steps, world.size,
         "s" if world.size > 1 else "", f" ({cfg.train.strategy})" if world.launched else "",
     )
+    info(t, "stops at: %s", stop_limits(cfg.train))
+
+
+def stop_limits(cfg: TrainConfig) -> str:
+    """The limits that end the run, in words: a user sees at once which one will stop it."""
+    limits = []
+    if cfg.max_steps:
+        limits.append(f"{cfg.max_steps:,} steps")
+    if cfg.max_tokens:
+        limits.append(f"{cfg.max_tokens:,} tokens")
+    if cfg.max_time_s:
+        limits.append(f"{cfg.max_time_s:g} s of training")
+    return " or ".join(limits) + (", whichever comes first" if len(limits) > 1 else "")
 
 
 def progress_bar(t: Trainer, enabled: bool):
-    """A tqdm bar on a terminal (rank 0); off in logs and pipes (then each log record is a log line)."""
-    from tqdm import tqdm
+    """A tqdm bar on a terminal or in a notebook (rank 0); off in logs and pipes (then each log record is a log line)."""
+    from tqdm.auto import tqdm
 
-    on = enabled and t.world.is_main and sys.stderr.isatty()
+    on = live_progress(enabled) and t.world.is_main
     return tqdm(total=t.total_steps or None, initial=t.state.step, unit="step", disable=not on, dynamic_ncols=True)
 
 
 def log_train_record(t: Trainer, bar, record: dict) -> None:
     t.metrics.write("train", t.state.step, record)
+    loss = "skipped" if record["loss"] is None else f"{record['loss']:.4f}"
     if bar.disable:
         info(
-            t, "step %d  loss %.4f  lr %.2e  %s tokens/s  %.0f s",
-            t.state.step, record["loss"], record["lr"], f"{record['tokens_per_s']:,.0f}", record["elapsed_s"],
+            t, "step %d  loss %s  lr %.2e  %s tokens/s  %.0f s",
+            t.state.step, loss, record["lr"], f"{record['tokens_per_s']:,.0f}", record["elapsed_s"],
         )
     else:
-        bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
+        bar.set_postfix(loss=loss[:5], tok_s=f"{record['tokens_per_s']:,.0f}")
 
 
 class LogWindow:
@@ -482,6 +612,7 @@ class LogWindow:
     def __init__(self, tokens: int):
         self.loss_sum: torch.Tensor | float = 0.0
         self.steps = 0
+        self.skipped = 0  # non-finite steps: left out of the mean
         self.tokens_at_start = tokens
         self.started = time.perf_counter()
 
@@ -493,10 +624,12 @@ class LogWindow:
         """The window's mean loss over all ranks (a collective: every rank calls this)."""
         seconds = max(time.perf_counter() - self.started, 1e-9)
         loss_sum = t.world.all_reduce_sum(torch.as_tensor(self.loss_sum, device=t.device).clone())
+        grad_norm = float(out["grad_norm"])
         return {
-            "loss": float(loss_sum) / self.steps,
+            "loss": float(loss_sum) / self.steps if self.steps else None,
             "lr": out["lr"],
-            "grad_norm": float(out["grad_norm"]),
+            "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
+            **({"skipped_steps": self.skipped} if self.skipped else {}),
             "tokens": t.state.tokens,
             "tokens_per_s": (t.state.tokens - self.tokens_at_start) / seconds,
             "elapsed_s": t.state.elapsed_s,
@@ -514,48 +647,189 @@ def pretrain(
     resume: bool = False,
     init_from: str | Path | None = None,
     progress: bool = True,
+    allow_changed_settings: bool = False,
 ) -> dict:
     """Train until max_steps / max_tokens / max_time_s; returns the last validation metrics.
 
     Under torchrun every rank calls this with the same arguments (it joins the process group).
+    Rank 0 holds the run folder's writer lock for the whole run. On --resume, settings that change
+    the math are refused unless `allow_changed_settings`.
     """
+    show_logs_without_setup()
+    run_dir = Path(run_dir)
     with distributed.process_group() as world:
-        t = setup(cfg, Path(data_dir), Path(run_dir), resume, Path(init_from) if init_from else None, world)
-        return train(t, progress)
+        with run_lock(run_dir) if world.is_main else contextlib.nullcontext():
+            init = Path(init_from) if init_from else None
+            t = setup(cfg, Path(data_dir), run_dir, resume, init, world, allow_changed_settings)
+            return train(t, progress)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """The run folder's writer lock (one `pretrain` at a time), refusing a folder that is not a run.
+
+    Taken first, it also makes it safe to delete what a killed writer left half-made. A folder
+    the lock itself created is removed again if the run failed before writing anything into it.
+    """
+    refuse_foreign_run_dir(run_dir)
+    created = not run_dir.exists()
+    lock = run_dir / files.LOCK_FILE
+    try:
+        with files.writer_lock(lock, f"run folder {run_dir}"):
+            yield
+    finally:
+        if created and run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [files.LOCK_FILE]:
+            lock.unlink(missing_ok=True)
+            run_dir.rmdir()
+
+
+RUN_MARKERS = ("config.yaml", "run.json", files.LOCK_FILE, "tokenizer/bertforge_tokenizer.json")
+
+
+def refuse_foreign_run_dir(run_dir: Path) -> None:
+    """`--out` must be a run folder, an empty folder, or not exist: never train into someone's files."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise DataError(f"--out {run_dir} is a file, not a folder; choose another --out")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not any((run_dir / m).exists() for m in RUN_MARKERS):
+        raise DataError(f"{run_dir} exists, is not empty and is not a bertforge run folder; choose another --out")
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Temporary folders of a write that a kill interrupted (safe: we hold the writer lock)."""
+    for folder in (run_dir, run_dir / "checkpoints"):
+        for path in files.remove_stale_tmp_dirs(folder):
+            log.warning("removed %s, left by an interrupted write", path)
 
 
 def train(t: Trainer, progress: bool = True) -> dict:
-    """The loop: steps, logs, evaluations and checkpoints until a budget is spent."""
+    """The loop: steps, logs, evaluations and checkpoints until a budget is spent or a signal stops it."""
     describe(t)
     last_eval = run_evaluation(t) if t.state.step == 0 else None
     bar = progress_bar(t, progress)
     window = LogWindow(t.state.tokens)
     clock = time.perf_counter()
-    try:
-        while not finished(t):
-            out = train_step(t)
-            t.state.elapsed_s += time.perf_counter() - clock
-            if t.cfg.train.max_time_s:  # the time budget and the LR schedule must agree on every rank
-                t.state.elapsed_s = t.world.max(t.state.elapsed_s)
-            window.add(out["loss"])
-            bar.update(1)
-            if t.state.step % t.cfg.train.log_every_steps == 0 or finished(t):
-                log_train_record(t, bar, window.record(t, out))
-                window = LogWindow(t.state.tokens)
-            if due(t, t.cfg.train.eval_every_steps):
-                last_eval = run_evaluation(t)
-            if due(t, t.cfg.train.save_every_steps):
-                save(t)
-            clock = time.perf_counter()  # evaluation and saving do not count against a time budget
-    except KeyboardInterrupt:
-        bar.close()
-        if not t.world.launched:  # under torchrun the ranks cannot agree on a last save
-            log.warning("interrupted at step %d; saved %s; continue with --resume", t.state.step, save(t))
-        t.metrics.close()
-        raise
+    with stop_signals() as stop:
+        try:
+            while not finished(t) and not stopping(t, stop):
+                out = train_step(t)
+                t.state.elapsed_s += time.perf_counter() - clock
+                if t.cfg.train.max_time_s:  # the time budget and the LR schedule must agree on every rank
+                    t.state.elapsed_s = t.world.max(t.state.elapsed_s)
+                bar.update(1)
+                if out["skipped"]:
+                    window.skipped += 1
+                    if bad_step(t, out):  # rolled back: the loop goes on from the checkpoint's step
+                        window, clock = LogWindow(t.state.tokens), time.perf_counter()
+                        continue
+                else:
+                    t.bad_in_a_row = 0
+                    window.add(out["loss"])
+                if t.state.step % t.cfg.train.log_every_steps == 0 or finished(t):
+                    log_train_record(t, bar, window.record(t, out))
+                    window = LogWindow(t.state.tokens)
+                if due(t, t.cfg.train.eval_every_steps):
+                    last_eval = run_evaluation(t)
+                if due(t, t.cfg.train.save_every_steps):
+                    save(t)
+                clock = time.perf_counter()  # evaluation and saving do not count against a time budget
+            if stop.raised():
+                bar.close()
+                path = save(t)
+                t.metrics.close()
+                log.warning(
+                    "interrupted (%s) at step %d; saved %s; continue with --resume",
+                    signal_name(stop.signum), t.state.step, path,
+                )
+                raise Interrupted(stop.signum)
+        except Interrupted:
+            raise
+        except KeyboardInterrupt:  # a second signal: stop now; the newest complete checkpoint stays
+            bar.close()
+            t.metrics.close()
+            kept = checkpoint_dirs(t.run_dir)
+            log.warning("stopped at once; the last complete checkpoint is %s", kept[-1] if kept else "none")
+            raise
     bar.close()
     last_eval = run_evaluation(t) or last_eval
     path = save(t)
     t.metrics.close()
+    if path is None:
+        raise DivergedError(
+            f"the run ended with non-finite weights at step {t.state.step}; nothing was saved for it. "
+            "Resume from the last good checkpoint with a lower train.lr"
+        )
     info(t, "done: step %d, %s tokens, %.1f s; checkpoint %s", t.state.step, f"{t.state.tokens:,}", t.state.elapsed_s, path)
     return {"step": t.state.step, "tokens": t.state.tokens, "elapsed_s": t.state.elapsed_s, "validation": last_eval}
+
+
+def stopping(t: Trainer, stop) -> bool:
+    """A stop signal arrived (on any rank: under torchrun all ranks stop at the same step)."""
+    raised = stop.raised()
+    if t.world.launched:
+        raised = t.world.max(1.0 if raised else 0.0) > 0.0
+        if raised and stop.signum is None:
+            stop.signum = 15  # another rank's signal: save and stop with it
+    return raised
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def bad_step(t: Trainer, out: dict) -> bool:
+    """Count a skipped step; after max_bad_steps in a row roll back to the newest intact checkpoint (True)."""
+    cfg = t.cfg.train
+    t.bad_in_a_row += 1
+    if t.world.is_main:
+        log.warning(
+            "step %d: loss or gradient norm is not finite (loss %s, grad norm %s): step skipped, weights unchanged "
+            "(%d in a row, %d of %d allowed)",
+            t.state.step, float(out["loss"]), float(out["grad_norm"]), t.bad_in_a_row, t.bad_in_a_row, cfg.max_bad_steps,
+        )
+    t.metrics.write("guard", t.state.step, {"event": "skipped", "in_a_row": t.bad_in_a_row, "skipped_steps": t.state.skipped_steps})
+    if t.bad_in_a_row < cfg.max_bad_steps:
+        return False
+    rollback(t)
+    return True
+
+
+def rollback(t: Trainer) -> None:
+    """Go back to the newest intact checkpoint with a lower LR; stop after max_rollbacks."""
+    cfg = t.cfg.train
+    if t.state.rollbacks >= cfg.max_rollbacks:
+        raise DivergedError(
+            f"training diverged: {t.bad_in_a_row} non-finite steps in a row at step {t.state.step} after "
+            f"{t.state.rollbacks} rollbacks (train.max_rollbacks); the checkpoints on disk are finite. "
+            "Lower train.lr, raise train.warmup_steps or check the data, then --resume"
+        )
+    dirs = checkpoint_dirs(t.run_dir)
+    if not dirs:
+        raise DivergedError(
+            f"training diverged at step {t.state.step} ({t.bad_in_a_row} non-finite steps in a row) before its "
+            "first checkpoint: lower train.lr or raise train.warmup_steps"
+        )
+    if distributed.is_sharded(t.model):
+        raise DivergedError(
+            f"training diverged at step {t.state.step}; rollback is not supported with train.strategy fsdp: "
+            "--resume with a lower train.lr"
+        )
+    checkpoint = latest_intact_checkpoint(t.run_dir, for_training=True)
+    load_model_weights(t.model, checkpoint)
+    kept = t.state
+    t.state = restore(checkpoint, t.parallel, t.optimizer, t.scaler, t.world, t.device, cfg.seed)
+    t.state.skipped_steps = kept.skipped_steps
+    t.state.rollbacks = kept.rollbacks + 1
+    t.state.lr_scale = kept.lr_scale * cfg.rollback_lr_factor
+    t.bad_in_a_row = 0
+    t.metrics.truncate_after(t.state.step)  # the abandoned steps are done again
+    t.metrics.write("guard", t.state.step, {
+        "event": "rollback", "from_step": kept.step, "checkpoint": checkpoint.name, "lr_scale": t.state.lr_scale,
+        "rollbacks": t.state.rollbacks, "skipped_steps": t.state.skipped_steps,
+    })
+    if t.world.is_main:
+        log.warning(
+            "rolled back from step %d to %s; LR now x%g of the schedule (rollback %d of %d)",
+            kept.step, checkpoint, t.state.lr_scale, t.state.rollbacks, cfg.max_rollbacks,
+        )

@@ -16,6 +16,17 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 50 else float("inf")
 
 
+def json_safe(value):
+    """NaN and infinities become null: metrics.jsonl stays valid JSON (RFC 8259) for every reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 class MetricsWriter:
     """Appends one JSON object per record and mirrors scalars to TensorBoard."""
 
@@ -42,9 +53,9 @@ class MetricsWriter:
     def write(self, split: str, step: int, values: dict) -> None:
         if not self.enabled:
             return
-        record = {"split": split, "step": step, **values}
+        record = json_safe({"split": split, "step": step, **values})
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(record, allow_nan=False) + "\n")
         if self.tb is not None:
             for key, value in values.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
@@ -67,4 +78,4 @@ def read_metrics(run_dir: Path, split: str | None = None) -> list[dict]:
     if not path.exists():
         return []
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in records if r["split"] == split or (split is None and r["split"] != "samples")]
+    return [r for r in records if r["split"] == split or (split is None and r["split"] in ("train", "validation"))]

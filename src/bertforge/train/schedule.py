@@ -17,12 +17,22 @@ def planned_steps(cfg: TrainConfig, tokens_per_step: int) -> int:
     return min(limits) if limits else 0
 
 
+def time_fraction(elapsed_s: float, warmup_end_s: float, max_time_s: float) -> float:
+    """Share of a time budget's decay spent: the decay starts at the peak, where warmup ended.
+
+    Counting warmup's seconds too would start the decay part-way down (a cliff right after warmup).
+    """
+    if not max_time_s:
+        return 0.0
+    return (elapsed_s - warmup_end_s) / max(max_time_s - warmup_end_s, 1e-9)
+
+
 def lr_factor(step: int, cfg: TrainConfig, total_steps: int, time_fraction: float = 0.0) -> float:
     """Multiplier of the peak LR for optimizer step `step` (0-based).
 
     Linear warmup over `warmup_steps`, then linear / cosine decay to `min_lr_ratio` at the end
     of the run: at the last planned step, or when the time budget is spent, whichever comes
-    first (`time_fraction` is the share of `max_time_s` used so far).
+    first (`time_fraction` is the share of the time budget's decay used so far: see `time_fraction`).
     """
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
