@@ -203,7 +203,9 @@ class Case:
     command: str
     bad_input: str
     args: list
-    out: Path | None = None  # where the command was told to write: must not exist afterwards
+    out: Path | None = None  # where the command was told to write: must not exist after a refusal
+    expect: str = "error"  # "error": one `error:` line, exit 2; "recover": exit 0 after saying on stderr
+    # which damaged checkpoint it skipped (the newest intact one is used instead)
 
 
 def make_bad_files(work: Path, data: Path, run: Path) -> dict[str, Path]:
@@ -225,6 +227,9 @@ def make_bad_files(work: Path, data: Path, run: Path) -> dict[str, Path]:
     f["emptied-run"] = damaged_run(run, bad / "emptied-run", lambda ck: (ck / "model.safetensors").write_bytes(b""))
     f["no-trainer-run"] = damaged_run(run, bad / "no-trainer-run", lambda ck: (ck / "trainer.json").unlink())
     f["no-rng-run"] = damaged_run(run, bad / "no-rng-run", lambda ck: unlink_any(ck, "rng"))
+    for name in ("truncated-run", "no-trainer-run", "no-rng-run"):  # --resume repairs its copy: its own
+        f[f"resume-{name}"] = bad / f"resume-{name}"
+        shutil.copytree(f[name], f[f"resume-{name}"])
     f["damaged-data"] = damaged_data(data, bad / "damaged-data")
     return f
 
@@ -280,8 +285,8 @@ def bad_input_cases(f: dict[str, Path], data: Path, run: Path, out: Path) -> lis
     def fresh(suffix: str = "") -> Path:
         return out / f"out-{next(o):03d}{suffix}"
 
-    def case(command, bad_input, *args, out_at: Path | None = None):
-        return Case(command, bad_input, list(args), out_at)
+    def case(command, bad_input, *args, out_at: Path | None = None, expect: str = "error"):
+        return Case(command, bad_input, list(args), out_at, expect)
 
     t = fresh()
     cases = [
@@ -336,27 +341,28 @@ def bad_input_cases(f: dict[str, Path], data: Path, run: Path, out: Path) -> lis
         case("pretrain", "--resume, nothing to resume", "pretrain", "--out", (r := fresh()), "--resume", out_at=r),
         case("pretrain", "--init-from a NaN run", "pretrain", "--data", data, "--out", (r := fresh()), "--init-from",
              f["nan-run"], "--max-steps", 2, "--device", "cpu", out_at=r),
-        case("pretrain", "--resume, truncated model.safetensors", "pretrain", "--out", f["truncated-run"], "--resume",
-             "--device", "cpu"),
-        case("pretrain", "--resume, missing trainer.json", "pretrain", "--out", f["no-trainer-run"], "--resume",
-             "--device", "cpu"),
-        case("pretrain", "--resume, missing RNG state", "pretrain", "--out", f["no-rng-run"], "--resume",
-             "--device", "cpu"),
+        case("pretrain", "--resume, truncated model.safetensors", "pretrain", "--out", f["resume-truncated-run"], "--resume",
+             "--device", "cpu", expect="recover"),
+        case("pretrain", "--resume, missing trainer.json", "pretrain", "--out", f["resume-no-trainer-run"], "--resume",
+             "--device", "cpu", expect="recover"),
+        case("pretrain", "--resume, missing RNG state", "pretrain", "--out", f["resume-no-rng-run"], "--resume",
+             "--device", "cpu", expect="recover"),
     ]
     cases += [
         case("evaluate", "not a run folder", "evaluate", f["empty-dir"]),
         case("evaluate", "--batch-size 0", "evaluate", run, "--batch-size", 0),
         case("evaluate", "--batches -1", "evaluate", run, "--batches", -1),
         case("evaluate", "NaN weights", "evaluate", f["nan-run"], "--json"),
-        case("evaluate", "truncated model.safetensors", "evaluate", f["truncated-run"]),
-        case("evaluate", "emptied model.safetensors", "evaluate", f["emptied-run"]),
+        case("evaluate", "truncated model.safetensors", "evaluate", f["truncated-run"], expect="recover"),
+        case("evaluate", "emptied model.safetensors", "evaluate", f["emptied-run"], expect="recover"),
         case("evaluate", "shard ids outside the vocabulary", "evaluate", run, "--data", f["damaged-data"]),
         case("evaluate", "binary --corpus", "evaluate", run, "--corpus", f["binary.bin"]),
         case("fill-mask", "no mask in the text", "fill-mask", run, "hello there"),
         case("fill-mask", "--top-k 0", "fill-mask", run, "a <mask> b", "--top-k", 0),
         case("fill-mask", "--top-k -3", "fill-mask", run, "a <mask> b", "--top-k", -3),
         case("fill-mask", "NaN weights", "fill-mask", f["nan-run"], "a <mask> b", "--json"),
-        case("fill-mask", "truncated model.safetensors", "fill-mask", f["truncated-run"], "a <mask> b"),
+        case("fill-mask", "truncated model.safetensors", "fill-mask", f["truncated-run"], "a <mask> b",
+             expect="recover"),
         case("similar", "--top-k 0", "similar", run, "the", "--top-k", 0),
         case("similar", "--top-k -1", "similar", run, "the", "--top-k", -1),
         case("similar", "empty word", "similar", run, " "),
@@ -370,7 +376,8 @@ def bad_input_cases(f: dict[str, Path], data: Path, run: Path, out: Path) -> lis
         case("embed", "--batch-size 0", "embed", run, "--input", CORPUS, "--out", (e := fresh(".npy")), "--batch-size", 0,
              out_at=e),
         case("export", "NaN weights", "export", f["nan-run"], "--out", (x := fresh()), out_at=x),
-        case("export", "truncated model.safetensors", "export", f["truncated-run"], "--out", (x := fresh()), out_at=x),
+        case("export", "truncated model.safetensors", "export", f["truncated-run"], "--out", (x := fresh()),
+             expect="recover"),
         case("export", "not a run folder", "export", f["empty-dir"], "--out", (x := fresh()), out_at=x),
         case("export", "--out is an existing file", "export", run, "--out", f["a-file"]),
         case("import", "missing folder", "import", f["missing.txt"], "--out", (x := fresh()), out_at=x),
@@ -413,9 +420,11 @@ def free_port() -> int:
 class Outcome:
     command: str
     bad_input: str
+    expect: str
     exit_code: int | None
     stderr_lines: int
     error_lines: int
+    said_damaged: bool  # a stderr line names a damaged checkpoint or the intact one used instead
     traceback: bool
     left_behind: bool
     first_error: str
@@ -432,12 +441,18 @@ def run_case(c: Case) -> Outcome:
     first = next((line for line in lines if line.startswith("error:")), lines[-1] if lines else "")
     left = c.out is not None and c.out.exists()
     errors = sum(line.startswith("error:") for line in lines)
-    return Outcome(c.command, c.bad_input, code, len(lines), errors, "Traceback" in err, left, first[:160])
+    said = any("damaged" in line or "intact" in line for line in lines)
+    first = next((line for line in lines if "damaged" in line), first) if c.expect == "recover" else first
+    return Outcome(c.command, c.bad_input, c.expect, code, len(lines), errors, said, "Traceback" in err, left,
+                   first[:160])
 
 
 def clean(o: Outcome) -> bool:
     """The house rule: exit 2, one `error:` line (progress lines before it are fine), no traceback,
-    nothing left where the command was told to write."""
+    nothing left where the command was told to write. A damaged latest checkpoint is recovered
+    from instead: exit 0, the damage named on stderr, no traceback."""
+    if o.expect == "recover":
+        return o.exit_code == 0 and o.said_damaged and not o.traceback and o.error_lines == 0
     return o.exit_code == 2 and o.error_lines == 1 and not o.traceback and not o.left_behind
 
 
@@ -459,18 +474,22 @@ def kills_markdown(k: dict) -> str:
 
 
 def inputs_markdown(outcomes: list[Outcome]) -> str:
-    rows = ["| command | bad input | exit | stderr lines | traceback | left behind | message |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| command | bad input | expected | exit | stderr lines | traceback | left behind | message |",
+            "|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         mark = "" if clean(o) else " **!**"
-        rows.append(f"| {o.command} | {o.bad_input}{mark} | {o.exit_code} | {o.stderr_lines} | "
+        rows.append(f"| {o.command} | {o.bad_input}{mark} | {o.expect} | {o.exit_code} | {o.stderr_lines} | "
                     f"{'yes' if o.traceback else 'no'} | {'yes' if o.left_behind else 'no'} | "
                     f"{o.first_error.replace('|', '/')} |")
     n = len(outcomes)
+    errors = [o for o in outcomes if o.expect == "error"]
+    recovers = [o for o in outcomes if o.expect == "recover"]
     head = (f"**Bad inputs:** {n} tried on {len({o.command for o in outcomes})} commands; "
-            f"clean (exit 2, one `error:` line, nothing left behind): {sum(map(clean, outcomes))}/{n}; "
-            f"tracebacks: {sum(o.traceback for o in outcomes)}; left behind: {sum(o.left_behind for o in outcomes)}; "
-            f"exit 0 (accepted): {sum(o.exit_code == 0 for o in outcomes)}.")
+            f"refused cleanly (exit 2, one `error:` line, nothing left behind): {sum(map(clean, errors))}/{len(errors)}; "
+            f"damaged latest checkpoint recovered from (exit 0, the damage named on stderr): "
+            f"{sum(map(clean, recovers))}/{len(recovers)}; "
+            f"tracebacks: {sum(o.traceback for o in outcomes)}; left behind after a refusal: {sum(o.left_behind for o in errors)}; "
+            f"bad input accepted (exit 0): {sum(o.exit_code == 0 for o in errors)}.")
     return head + "\n\n" + "\n".join(rows)
 
 
