@@ -11,8 +11,9 @@ row's room, a chunk is split at a random sentence boundary into A and B, and
 
 Label 0 is the positive, as `BertForPreTraining`'s `next_sentence_label`. Rows are
 `[CLS] A [SEP] B [SEP]` (BERT scheme) or `<s> A </s></s> B </s>` (RoBERTa scheme) with segment
-ids 0 up to the first separator(s) and 1 after. A document of one sentence gives no pair; a
-sentence longer than the row is cut (the only segments that do not end on a sentence boundary).
+ids 0 up to the first separator(s) and 1 after. A document of one sentence gives no pair; where
+two sentences do not fit in the row together, the longer segment is cut at its end (the only
+segments that do not end on a sentence boundary).
 
 Files beside each shard `train-00000.bin`: `train-00000.seg.bin` (uint8 segment ids, same shape)
 and `train-00000.pair.bin` (uint8 label per row). The whole split is built in memory: pairs
@@ -90,11 +91,13 @@ def build_pairs(
         i = 0
         while i < len(sentences):
             chunk, end = take_sentences(sentences, i, room)
-            if len(chunk) < 2:  # one sentence: no boundary to split at
+            if len(chunk) < 2 and end < len(sentences):  # long sentences: this one and the next, cut to fit
+                chunk, end = [sentences[i], sentences[end]], end + 1
+            elif len(chunk) < 2:  # the document's last sentence alone: no boundary to split at
                 i = end
                 continue
             a_end = int(rng.integers(1, len(chunk)))
-            a, b = _flat(chunk[:a_end]), _flat(chunk[a_end:])
+            a, b = truncate_pair(_flat(chunk[:a_end]), _flat(chunk[a_end:]), room)
             label = int(rng.random() < 0.5)
             if label and kind == "nsp":
                 other = _other_document(d if same else -1, len(pool), rng)
@@ -106,6 +109,16 @@ def build_pairs(
             out.append((a, b, label, d))
             i = end
     return out
+
+
+def truncate_pair(a: list[int], b: list[int], room: int) -> tuple[list[int], list[int]]:
+    """Cut the longer segment's end until both fit in `room` (BERT's truncate_seq_pair, from the end only)."""
+    while len(a) + len(b) > room:
+        if len(a) > len(b):
+            a = a[:-1]
+        else:
+            b = b[:-1]
+    return a, b
 
 
 def _flat(sentences: list[list[int]]) -> list[int]:
