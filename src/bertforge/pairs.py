@@ -102,7 +102,9 @@ def build_pairs(
             if label and kind == "nsp":
                 other = _other_document(d if same else -1, len(pool), rng)
                 start = int(rng.integers(len(pool[other])))
-                b = _flat(take_sentences(pool[other], start, room - len(a))[0])
+                a = _flat(chunk[:a_end])  # A uncut: only the new B decides what must be cut
+                b = _flat(take_sentences(pool[other], start, max(1, room - len(a)))[0])
+                a, b = truncate_pair(a, b, room)
                 end = i + a_end  # the chunk's unused sentences go back (BERT's num_unused_segments)
             elif label:  # sop: the same two segments, swapped
                 a, b = b, a
