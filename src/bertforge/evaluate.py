@@ -26,7 +26,10 @@ from .train.metrics import perplexity
 EVAL_MASKING = MaskingConfig()
 SUM_KEYS = ("loss_sum", "masked_tokens", "correct", "correct5")
 PAIR_SUM_KEYS = ("sentence_loss_sum", "sentence_correct", "sentence_pairs")  # mlm+nsp / mlm+sop
-ACCURACY_KEY = {"mlm": "masked_accuracy", "clm": "next_token_accuracy", "mlm+nsp": "masked_accuracy", "mlm+sop": "masked_accuracy"}  # top-1 accuracy's name per objective
+# top-1 accuracy's name per objective
+ACCURACY_KEY = {
+    "mlm": "masked_accuracy", "clm": "next_token_accuracy", "mlm+nsp": "masked_accuracy", "mlm+sop": "masked_accuracy",
+}
 
 
 def attention_mask_for(ids: np.ndarray, pad_id: int) -> torch.Tensor | None:

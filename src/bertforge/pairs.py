@@ -184,7 +184,8 @@ def write_pair_splits(folder: Path, routed: Iterable[tuple[str, str]], names: li
         splits[name] = _write_split(folder, name, ids, seg, labels, dtype, data_cfg, tok.pad_id)
         splits[name]["documents"] = len(docs[name])
         splits[name]["pairs"] = data_cfg.pairs
-        log.info("%s: %d %s pairs (%.1f%% positive)", name, len(pairs), data_cfg.pairs, 100 * float((labels == 0).mean()) if len(labels) else 0)
+        positive = 100 * float((labels == 0).mean()) if len(labels) else 0.0
+        log.info("%s: %d %s pairs (%.1f%% positive)", name, len(pairs), data_cfg.pairs, positive)
     return splits
 
 
