@@ -296,3 +296,24 @@ def test_pair_objective_on_plain_shards_is_one_error_line(corpus, wordpiece, tmp
         "--out", str(tmp_path / "run"),
     )
     assert_one_line_error(result, "no sentence pairs", "--objective")
+
+
+def test_init_from_a_run_with_another_objective_keeps_the_encoder(pair_data, corpus, wordpiece, tmp_path):
+    """Continued pretraining may add or drop the sentence task: the encoder and MLM head carry over."""
+    from dataclasses import replace
+
+    from bertforge.config import load_config
+    from bertforge.train.loop import setup
+
+    plain = prepare([str(corpus)], wordpiece, pair_config("mlm").data, CorpusConfig(), tmp_path / "plain", progress=False)
+    pretrain(pair_config("mlm+nsp", max_steps=2, eval_every_steps=2), pair_data["nsp"], tmp_path / "nsp", progress=False)
+    pretrain(pair_config("mlm", max_steps=2, eval_every_steps=2), plain, tmp_path / "mlm", progress=False)
+    for start, objective, data in (("nsp", "mlm", plain), ("mlm", "mlm+sop", pair_data["sop"])):
+        weights = load_tensors(tmp_path / start / "checkpoints/step-00000002/model.safetensors")
+        base = load_config(tmp_path / start / "config.yaml")  # what `pretrain --init-from` starts from
+        cfg = replace(base, train=replace(base.train, objective=objective))
+        t = setup(cfg, data, tmp_path / f"{start}-to-{objective}", False, tmp_path / start)
+        state = t.model.state_dict()
+        assert (t.model.sentence is not None) == (objective != "mlm")
+        shared = [k for k in state if not k.startswith("sentence.")]
+        assert shared and all(torch.equal(state[k], weights[k]) for k in shared)

@@ -249,3 +249,29 @@ def pair_inputs(shards, indices: np.ndarray, device=None) -> dict:
     seg, labels = pair_arrays(shards, indices)
     out = {"token_type_ids": torch.from_numpy(seg.astype(np.int64)), "sentence_labels": torch.from_numpy(labels.astype(np.int64))}
     return {k: v.to(device) for k, v in out.items()} if device is not None else out
+
+
+def load_start_weights(model, checkpoint: Path) -> None:
+    """`pretrain --init-from` with another objective than the start run's: a sentence head the new run
+    does not train is dropped, one it trains and the start run lacks starts fresh (BERT's init);
+    everything else must match, as `load_model_weights` checks."""
+    from .files import load_tensors
+    from .train.checkpoint import load_model_weights
+
+    state = load_tensors(Path(checkpoint) / "model.safetensors")
+    head = {k for k in state if k.startswith("sentence.")}
+    if bool(head) == (model.sentence is not None):
+        load_model_weights(model, checkpoint)
+        return
+    own = model.state_dict()
+    if head:
+        log.info("--init-from %s: its sentence-pair head is not used by this objective and is dropped", checkpoint)
+        state = {k: v for k, v in state.items() if k not in head}
+    else:
+        log.info("--init-from %s has no sentence-pair head: this run's starts from BERT's initialisation", checkpoint)
+        state = {**state, **{k: v for k, v in own.items() if k.startswith("sentence.")}}
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected or any(state[k].shape != own[k].shape for k in own):
+        load_model_weights(model, checkpoint)  # its DataError names what does not match
+    model.load_state_dict(state)
+

@@ -35,7 +35,7 @@ from ..model import IGNORE_INDEX, MaskedLM, count_parameters
 from ..runtime import autocast, autocast_dtype, resolve_device
 from ..shards import PackedShards, check_compatible, load_manifest
 from ..tokenizer import TextTokenizer, load_tokenizer
-from ..pairs import pair_inputs
+from ..pairs import load_start_weights, pair_inputs
 from . import distributed, phases
 from .batches import BatchOrder
 from .checkpoint import (
@@ -161,7 +161,10 @@ def setup(
     torch.manual_seed(cfg.train.seed)  # the one seeding point: init weights (the same on every rank)
     model = MaskedLM(cfg.model).to(device)
     if checkpoint is not None or init_from is not None:  # weights go in before DDP/FSDP copy or shard them
-        load_model_weights(model, checkpoint or latest_checkpoint(init_from))
+        if checkpoint is not None:
+            load_model_weights(model, checkpoint)
+        else:  # a start run trained with or without a sentence head (pairs.py)
+            load_start_weights(model, latest_checkpoint(init_from))
     if world.rank and checkpoint is None:
         torch.manual_seed(dropout_seed(cfg.train.seed, world.rank))  # each rank its own dropout masks
     parallel = distributed.wrap_model(model, cfg.train.strategy, world, device, list(model.encoder.layers))
