@@ -88,6 +88,14 @@ def load_encoder(model: Classifier, state: dict[str, torch.Tensor], origin: str)
             shapes = f"{tuple(tensor.shape)}, the model expects {tuple(expected[key].shape)}"
             raise DataError(f"{origin}: encoder.{key} has shape {shapes}")
     model.encoder.load_state_dict(encoder)
+    carry_pooler(model, state)
+
+
+def carry_pooler(model: Classifier, state: dict[str, torch.Tensor]) -> None:
+    """An encoder pretrained with NSP/SOP has BERT's pooler (dense + tanh on [CLS]); a text classifier
+    starts its dense layer from it, as BertForSequenceClassification does."""
+    if model.task == "classify" and "sentence.pooler.weight" in state and hasattr(model.head, "dense"):
+        model.head.dense.load_state_dict({"weight": state["sentence.pooler.weight"], "bias": state["sentence.pooler.bias"]})
 
 
 def freeze(model: Classifier, num_layers: int) -> None:
