@@ -125,9 +125,12 @@ def test_a_classifier_that_predicts_one_class_is_called_out(tiny_run, tmp_path, 
     train.write_text("\n".join(rows) + "\n", encoding="utf-8")
     settings = {"finetune": {"text_column": "sentence", "epochs": 1, "batch_size": 8}}
     with caplog.at_level("INFO", logger="bertforge"):
-        metrics = finetune(tiny_run, train, train, tmp_path / "ft", settings=settings, progress=False)
-    assert len(metrics["warnings"]) == 1
+        metrics = finetune(tiny_run, train, train, tmp_path / "ft", settings=settings, progress=False, baselines=True)
+    assert len(metrics["warnings"]) == 2  # the model and its random-init baseline
+    assert metrics["warnings"][0].startswith("the classifier predicts")
     assert "for every validation example" in metrics["warnings"][0]
+    assert metrics["warnings"][1].startswith("the random-init baseline predicts")
+    assert metrics["baselines"]["random_init"]["warnings"] == metrics["warnings"][1:]
     assert any(r.message.startswith("warning: the classifier predicts") for r in caplog.records)
     assert (tmp_path / "ft" / "report.txt").read_text(encoding="utf-8").startswith("WARNING: the classifier predicts")
     saved = json.loads((tmp_path / "ft" / "metrics.json").read_text(encoding="utf-8"))

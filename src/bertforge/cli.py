@@ -695,6 +695,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--packing", choices=("full", "pad", "line"))
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--template", help="JSON/CSV records -> texts: alpaca, or e.g. 'User: {prompt}\\nAgent: {response}'")
+    p.add_argument(
+        "--objective", choices=("mlm", "mlm+nsp", "mlm+sop"),
+        help="mlm+nsp / mlm+sop: build sentence pairs (A, B, label) for BERT's / ALBERT's second objective",
+    )
     add_config_args(p)
     add_common(p)
     p.set_defaults(func=cmd_prepare)
@@ -744,7 +748,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--seq-len", type=int)
     p.add_argument("--whole-word", action="store_true", default=None, help="whole-word masking")
-    p.add_argument("--objective", choices=("mlm", "clm"), help="mlm (masked LM, default) or clm (causal LM: next token)")
+    p.add_argument(
+        "--objective", choices=("mlm", "clm", "mlm+nsp", "mlm+sop"),
+        help="mlm (masked LM, default), clm (causal LM: next token), mlm+nsp (BERT) or mlm+sop (ALBERT)",
+    )
     p.add_argument("--template", help="JSON/CSV records -> texts: alpaca, or e.g. 'User: {prompt}\\nAgent: {response}'")
     p.add_argument("--loss-on", choices=("all", "response"), help="clm with --template: train on all tokens or the responses only")
     p.add_argument("--device")

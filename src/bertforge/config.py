@@ -78,6 +78,41 @@ class TokenizerConfig:
         return "bert" if self.kind == "wordpiece" else "roberta"
 
 
+PAIR_KINDS = ("", "nsp", "sop")
+
+
+def check_phases(phases: Any) -> list[dict]:
+    """data.phases as [{seq_len, until}, ...]: lengths >= 8, `until` rising in (0, 1), the last phase
+    without one (or 1.0), so the phases cover the whole run."""
+    if not isinstance(phases, (list, tuple)) or not all(isinstance(p, dict) for p in phases):
+        raise ConfigError(f"data.phases must be a list like [{{seq_len: 128, until: 0.9}}, {{seq_len: 512}}], got {phases!r}")
+    out, previous = [], 0.0
+    for i, phase in enumerate(phases):
+        unknown = sorted(set(phase) - {"seq_len", "until"})
+        if unknown:
+            raise ConfigError(f"data.phases[{i}]: unknown key {unknown[0]!r}; a phase has seq_len and until")
+        seq_len = phase.get("seq_len")
+        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 8:
+            raise ConfigError(f"data.phases[{i}].seq_len must be an integer >= 8, got {seq_len!r}")
+        last = i == len(phases) - 1
+        until = phase.get("until", 1.0 if last else None)
+        if isinstance(until, bool) or not isinstance(until, (int, float)):
+            raise ConfigError(f"data.phases[{i}] needs until (a share of train.max_steps in (0, 1)), got {until!r}")
+        until = float(until)
+        if last and until != 1.0:
+            raise ConfigError(
+                f"data.phases do not cover the run: the last phase ends at until={until}, not 1.0; "
+                "leave out the last phase's until (it trains to the end)"
+            )
+        if not previous < until <= 1.0 or (not last and until >= 1.0):
+            raise ConfigError(
+                f"data.phases[{i}].until must be in ({previous}, 1) and rise from phase to phase, got {until}"
+            )
+        out.append({"seq_len": seq_len, "until": until})
+        previous = until
+    return out
+
+
 @dataclass(frozen=True)
 class DataConfig:
     seq_len: int = 128  # tokens per training sequence, special tokens included
@@ -87,9 +122,17 @@ class DataConfig:
     encode_batch_docs: int = 2000  # documents per batch sent to the tokenizer (it encodes a batch on all cores)
     shard_max_sequences: int = 262144  # sequences per shard file
     template: str = ""  # JSON/CSV records -> one text each: "alpaca" or e.g. "User: {prompt}\nAgent: {response}" (templates.py)
+    pairs: str = ""  # "nsp" / "sop": one sentence pair per row (pairs.py); set by train.objective mlm+nsp / mlm+sop
+    # Sequence-length phases, e.g. [{seq_len: 128, until: 0.9}, {seq_len: 512}]: shards at each length,
+    # phase i trains until `until` x train.max_steps (the last one to the end); see train/phases.py.
+    phases: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_choice("data", "packing", self.packing, ("full", "pad", "line"))
+        check_choice("data", "pairs", self.pairs, PAIR_KINDS)
+        if self.phases:
+            object.__setattr__(self, "phases", check_phases(self.phases))
+            object.__setattr__(self, "seq_len", self.phases[0]["seq_len"])  # the first phase's shards are the main ones
         if self.seq_len < 8:
             raise ConfigError(f"data.seq_len must be >= 8, got {self.seq_len}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -133,6 +176,7 @@ class ModelConfig:
     initializer_range: float = 0.02  # std of the normal init of weights
     sparse_prediction: bool = True  # run the MLM decoder only on masked positions (same loss, less compute)
     causal: bool = False  # causal self-attention (a decoder, RobertaForCausalLM); set by train.objective
+    sentence_head: bool = False  # pooler + 2-way sentence-pair head (NSP/SOP, BertForPreTraining); set by train.objective
 
     def __post_init__(self) -> None:
         _positive(
@@ -169,7 +213,8 @@ class ModelConfig:
         return self.max_seq_len + self.position_offset
 
 
-OBJECTIVES = ("mlm", "clm")
+OBJECTIVES = ("mlm", "clm", "mlm+nsp", "mlm+sop")
+PAIR_OBJECTIVES = {"mlm+nsp": "nsp", "mlm+sop": "sop"}  # objective -> data.pairs
 
 
 @dataclass(frozen=True)
@@ -199,7 +244,7 @@ class TrainConfig:
     strategy: str = "ddp"  # under torchrun: "ddp" (a full replica per rank) or "fsdp" (FSDP2, sharded over ranks)
     seed: int = 0  # seeds init, data order, masks and dropout
     eval_seed: int = 1234  # fixed masks for validation, so evaluations compare
-    objective: str = "mlm"  # "mlm" (masked LM, an encoder) or "clm" (next-token prediction, a decoder)
+    objective: str = "mlm"  # "mlm" (masked LM, an encoder), "clm" (next token, a decoder), "mlm+nsp" / "mlm+sop" (BERT / ALBERT)
     loss_on: str = "all"  # clm: "all" tokens, or only the "response" part of templated records (data.template)
     recipe: str = ""  # the `--budget` recipe this run follows (recipes/budget.yaml), for the record
     fill_mask_samples: int = 3  # validation sentences whose masked word's top-3 guesses each evaluation logs (0 = none)
@@ -276,6 +321,22 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        # mlm+nsp / mlm+sop decide the data (sentence pairs) and the model (a sentence head): set both here,
+        # so `prepare`, `pretrain` and config.yaml agree.
+        pairs = PAIR_OBJECTIVES.get(self.train.objective, "")
+        if pairs or self.data.pairs:
+            object.__setattr__(self, "data", dataclasses.replace(self.data, pairs=pairs))
+        if self.model.sentence_head != bool(pairs):
+            object.__setattr__(self, "model", dataclasses.replace(self.model, sentence_head=bool(pairs)))
+        if self.data.phases:
+            longest = max(p["seq_len"] for p in self.data.phases)
+            if longest > self.model.max_seq_len:
+                raise ConfigError(
+                    f"data.phases has a {longest}-token phase but the position table, model.max_seq_len, "
+                    f"holds {self.model.max_seq_len}; raise model.max_seq_len to at least {longest}"
+                )
+            if not self.train.max_steps:
+                raise ConfigError("data.phases end at shares of train.max_steps; set train.max_steps (not only tokens or time)")
         if self.train.loss_on == "response" and self.train.objective != "clm":
             raise ConfigError("train.loss_on=response needs train.objective=clm (a masked LM predicts masked tokens)")
         if self.data.seq_len > self.model.max_seq_len:

@@ -19,12 +19,17 @@ import torch.nn.functional as F
 from .config import MaskingConfig
 from .masking import MaskingVocab, causal_labels, mask_tokens, sequence_seeds
 from .model import MaskedLM
+from .pairs import pair_inputs
 from .runtime import autocast
 from .train.metrics import perplexity
 
 EVAL_MASKING = MaskingConfig()
 SUM_KEYS = ("loss_sum", "masked_tokens", "correct", "correct5")
-ACCURACY_KEY = {"mlm": "masked_accuracy", "clm": "next_token_accuracy"}  # top-1 accuracy's name per objective
+PAIR_SUM_KEYS = ("sentence_loss_sum", "sentence_correct", "sentence_pairs")  # mlm+nsp / mlm+sop
+# top-1 accuracy's name per objective
+ACCURACY_KEY = {
+    "mlm": "masked_accuracy", "clm": "next_token_accuracy", "mlm+nsp": "masked_accuracy", "mlm+sop": "masked_accuracy",
+}
 
 
 def attention_mask_for(ids: np.ndarray, pad_id: int) -> torch.Tensor | None:
@@ -57,7 +62,7 @@ def evaluate_sums(
     """
     was_training = model.training
     model.eval()
-    sums = dict.fromkeys(SUM_KEYS, 0.0)
+    sums = dict.fromkeys(SUM_KEYS + (PAIR_SUM_KEYS if getattr(shards, "pairs", "") else ()), 0.0)
     num_batches = math.ceil(num_sequences / batch_size)
     rounds = math.ceil(num_batches / world_size) if lockstep else None
     mine = list(range(rank, num_batches, world_size))
@@ -66,7 +71,7 @@ def evaluate_sums(
         indices = np.arange(start, min(num_sequences, start + batch_size))
         batch = batch_sums(model, shards, vocab, indices, seed, device, amp_dtype, objective, loss_on)
         if i < len(mine):
-            sums = {k: sums[k] + batch[k] for k in SUM_KEYS}
+            sums = {k: sums[k] + batch[k] for k in sums}
     model.train(was_training)
     return sums
 
@@ -85,29 +90,43 @@ def batch_sums(
     else:
         inputs, labels = mask_tokens(torch.from_numpy(ids), vocab, EVAL_MASKING, sequence_seeds(seed, 0, indices))
     mask = attention_mask_for(ids, shards.pad_id)
+    extra = pair_inputs(shards, indices, device) if getattr(model, "sentence", None) is not None else {}
     with autocast(device, amp_dtype):
-        out = model(inputs.to(device), None if mask is None else mask.to(device), labels.to(device))
+        out = model(inputs.to(device), None if mask is None else mask.to(device), labels.to(device), **extra)
     logits, targets = out.logits.float().reshape(-1, out.logits.shape[-1]), out.labels.reshape(-1)
     keep = targets != -100
     logits, targets = logits[keep], targets[keep]
     top5 = logits.topk(5, dim=-1).indices
-    return {
+    sums = {
         "loss_sum": F.cross_entropy(logits, targets, reduction="sum").item(),
         "masked_tokens": targets.numel(),
         "correct": (top5[:, 0] == targets).sum().item(),
         "correct5": (top5 == targets[:, None]).any(dim=-1).sum().item(),
     }
+    if extra:  # the sentence task: NSP / SOP accuracy on the first token's head
+        sentence_logits, sentence_labels = out.sentence_logits.float(), extra["sentence_labels"]
+        sums["sentence_loss_sum"] = F.cross_entropy(sentence_logits, sentence_labels, reduction="sum").item()
+        sums["sentence_correct"] = (sentence_logits.argmax(-1) == sentence_labels).sum().item()
+        sums["sentence_pairs"] = sentence_labels.numel()
+    return sums
 
 
 def metrics_from_sums(sums: dict[str, float], objective: str = "mlm") -> dict:
     total = max(sums["masked_tokens"], 1)
     loss = sums["loss_sum"] / total
+    pairs = {}
+    if sums.get("sentence_pairs"):
+        pairs = {
+            "sentence_loss": sums["sentence_loss_sum"] / sums["sentence_pairs"],
+            "sentence_accuracy": sums["sentence_correct"] / sums["sentence_pairs"],
+        }
     return {
+        **pairs,
         "loss": loss,
         "perplexity": perplexity(loss),
         ACCURACY_KEY[objective]: sums["correct"] / total,
         "top5_accuracy": sums["correct5"] / total,
-        "masked_tokens" if objective == "mlm" else "predicted_tokens": int(sums["masked_tokens"]),
+        "predicted_tokens" if objective == "clm" else "masked_tokens": int(sums["masked_tokens"]),
     }
 
 

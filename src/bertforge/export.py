@@ -152,6 +152,15 @@ ARCHS = {
 }
 PRE_LN_ARCH = "roberta-prelayernorm"
 
+# BertForPreTraining's pooler and NSP head (SOP is the same 2-way head on the same pooler, ALBERT's sop_classifier).
+PRETRAINING_KEYS = {
+    "sentence.pooler.weight": "bert.pooler.dense.weight",
+    "sentence.pooler.bias": "bert.pooler.dense.bias",
+    "sentence.classifier.weight": "cls.seq_relationship.weight",
+    "sentence.classifier.bias": "cls.seq_relationship.bias",
+}
+PRETRAINING_CLASS = "BertForPreTraining"
+
 TOKENS, POSITIONS, TOKEN_TYPES = (
     "encoder.embeddings.tokens.weight", "encoder.embeddings.positions.weight", "encoder.embeddings.token_types.weight"
 )
@@ -208,7 +217,15 @@ def key_table(cfg: ModelConfig, arch: str, mlm_head: bool = True) -> dict[str, s
             for ours, theirs in a.layers.items():
                 table[ours.format(i=i, w=w)] = tuple(map(name, theirs)) if isinstance(theirs, tuple) else name(theirs)
     table.update({ours: a.prefix + theirs for ours, theirs in a.final.items()})
-    return {**table, **a.head} if mlm_head else table
+    if not mlm_head:
+        return table
+    return {**table, **a.head, **(PRETRAINING_KEYS if exports_sentence_head(cfg, arch) else {})}
+
+
+def exports_sentence_head(cfg: ModelConfig, arch: str) -> bool:
+    """A run with a sentence head (mlm+nsp / mlm+sop) exports as BertForPreTraining; transformers has
+    no RoBERTa class with an NSP head, so `--arch roberta` exports the masked LM only."""
+    return cfg.sentence_head and arch == "bert" and not cfg.causal
 
 
 def check_exportable(cfg: ModelConfig, arch: str, mlm_head: bool = True) -> None:
@@ -266,7 +283,9 @@ def from_hf_state_dict(
     `source` names the file in messages. Pooler, NSP head and tied decoder copies are dropped (and
     logged); an untied decoder, a missing or unexpected tensor, or a wrong shape is a DataError.
     """
-    state = _drop_extras(_legacy_names(state), arch, source)
+    state = _legacy_names(state)
+    kept = {k: state[k] for k in PRETRAINING_KEYS.values() if k in state} if exports_sentence_head(cfg, arch) else {}
+    state = {**_drop_extras(state, arch, source), **kept}
     _check_hf_tensors(state, cfg, arch, source)
     if not cfg.type_vocab_size and state[hf_name(arch, TOKEN_TYPES)].count_nonzero():
         raise DataError(f"{source}: {hf_name(arch, TOKEN_TYPES)} is not zero, but the model config has no token types")
@@ -362,7 +381,9 @@ def hf_config(cfg: ModelConfig, tokenizer: TextTokenizer, arch: str, mlm_head: b
 
 
 def model_class(cfg: ModelConfig, arch: str) -> str:
-    """The transformers class that computes what our model does: masked or causal LM."""
+    """The transformers class that computes what our model does: masked or causal LM, or BERT's pretraining model."""
+    if exports_sentence_head(cfg, arch):
+        return PRETRAINING_CLASS
     return ARCHS[arch].clm_class if cfg.causal else ARCHS[arch].mlm_class
 
 
@@ -398,6 +419,7 @@ def model_config_from_hf(hf_cfg: dict) -> ModelConfig:
             layer_norm_eps=get("layer_norm_eps"),
             initializer_range=get("initializer_range"),
             causal=bool(hf_cfg.get("is_decoder")),
+            sentence_head=arch == "bert" and PRETRAINING_CLASS in (hf_cfg.get("architectures") or []),
         )
     except KeyError as e:
         raise DataError(f"config.json lacks {e.args[0]!r}; it is not a complete {arch} config") from None
@@ -552,6 +574,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, arch: str | None = None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if cfg.sentence_head and not exports_sentence_head(cfg, arch):
+        log.warning("%s has no sentence-pair head: the pooler and NSP/SOP head are left out (use --arch bert "
+                    "for BertForPreTraining)", model_class(cfg, arch))
     log.info("exported %s (%s) as %s -> %s", run_dir, run.checkpoint.name, model_class(cfg, arch), out_dir)
     return out_dir
 
@@ -742,7 +767,8 @@ def import_hf(hf_dir: str | Path, out_run: str | Path) -> Path:
         tokenizer=TokenizerConfig(tokenizer.kind, tokenizer.vocab_size, special_tokens=tokenizer.scheme),
         data=DataConfig(seq_len=min(DataConfig.seq_len, cfg.max_seq_len)),
         model=cfg,
-        train=TrainConfig(objective="clm" if cfg.causal else "mlm"),  # continued pretraining keeps the objective
+        # continued pretraining keeps the objective (a BertForPreTraining checkpoint: MLM + NSP)
+        train=TrainConfig(objective="clm" if cfg.causal else "mlm+nsp" if cfg.sentence_head else "mlm"),
     )
     _write_imported_run(out_run, run_cfg, tokenizer, state, {"source": str(hf_dir.resolve()), "model_type": arch})
     count = sum(v.numel() for v in state.values())

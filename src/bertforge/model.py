@@ -217,11 +217,27 @@ class MLMHead(nn.Module):
         return F.linear(h, decoder_weight, self.bias)  # (..., V)
 
 
+class SentenceHead(nn.Module):
+    """BERT's pooler (dense + tanh on the first token) and the 2-way sentence-pair classifier
+    (NSP: 0 = B follows A, 1 = B is from another document; SOP: 0 = in order, 1 = swapped)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.pooler = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.classifier = nn.Linear(cfg.hidden_size, 2)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.tanh(self.pooler(h[:, 0])))  # (B, 2)
+
+
 @dataclass
 class MLMOutput:
     logits: torch.Tensor  # (B, T, V), or (M, V) for the M labelled positions when predicted sparsely
-    loss: torch.Tensor | None = None  # mean cross-entropy over labelled positions
+    loss: torch.Tensor | None = None  # mean cross-entropy over labelled positions (+ the sentence loss)
     labels: torch.Tensor | None = None  # labels aligned with logits' leading dims
+    sentence_logits: torch.Tensor | None = None  # (B, 2) with model.sentence_head
+    sentence_loss: torch.Tensor | None = None  # mean cross-entropy of the sentence task, when labels are given
+    mlm_loss: torch.Tensor | None = None  # the masked-LM part of `loss`
 
 
 class MaskedLM(nn.Module):
@@ -235,6 +251,7 @@ class MaskedLM(nn.Module):
         self.config = cfg
         self.encoder = Encoder(cfg)
         self.head = MLMHead(cfg)
+        self.sentence = SentenceHead(cfg) if cfg.sentence_head else None
         self.apply(lambda m: init_weights(m, cfg.initializer_range))
 
     def forward(
@@ -243,8 +260,20 @@ class MaskedLM(nn.Module):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        sentence_labels: torch.Tensor | None = None,
     ) -> MLMOutput:
+        if token_type_ids is not None and self.config.type_vocab_size < 2:
+            token_type_ids = None  # RoBERTa-style models have one segment type: pairs are told apart by </s></s>
         h = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        out = self._mlm(h, labels)
+        if self.sentence is not None:
+            out.sentence_logits = self.sentence(h)
+            if sentence_labels is not None and out.loss is not None:
+                out.sentence_loss = F.cross_entropy(out.sentence_logits.float(), sentence_labels)
+                out.mlm_loss, out.loss = out.loss, out.loss + out.sentence_loss  # BERT: the sum of both losses
+        return out
+
+    def _mlm(self, h: torch.Tensor, labels: torch.Tensor | None) -> MLMOutput:
         decoder = self.encoder.embeddings.tokens.weight  # tied to the input embedding
         if labels is None:
             return MLMOutput(logits=self.head(h, decoder))

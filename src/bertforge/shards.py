@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -280,8 +281,9 @@ def build_key(
     """Hash of everything that decides the shards' bytes: corpus files, tokenizer, data settings."""
     data = to_dict(data_cfg)
     del data["encode_batch_docs"]  # how many documents go to the tokenizer at once changes nothing
-    if not data["template"]:
-        del data["template"]  # keeps the keys of folders built before templates existed
+    for name in ("template", "pairs", "phases"):
+        if not data[name]:
+            del data[name]  # keeps the keys of folders built before these settings existed
     return files.stable_hash(
         {
             "format_version": FORMAT_VERSION,
@@ -314,6 +316,9 @@ def prepare(
     tmp = files.make_tmp_dir(out_dir)
     try:
         splits = _write_splits(tmp, sources, val_sources, tok, data_cfg, corpus_cfg, progress)
+        for phase in data_cfg.phases[1:]:  # the later sequence-length phases: the same documents, longer rows
+            phase_cfg = replace(data_cfg, phases=[], seq_len=phase["seq_len"])
+            prepare(sources, tok, phase_cfg, corpus_cfg, tmp / phase_dir(phase["seq_len"]), val_sources, progress)
         tok.save(tmp / TOKENIZER_DIR)
         manifest = _manifest(key, sources, val_sources, tok, data_cfg, corpus_cfg, splits)
         files.write_json(tmp / MANIFEST_FILE, manifest)
@@ -325,6 +330,11 @@ def prepare(
         counts = split["sequences"], split["tokens"], split["documents"]
         log.info("%s: %d sequences, %d tokens, %d documents", name, *counts)
     return out_dir
+
+
+def phase_dir(seq_len: int) -> str:
+    """The data folder, inside the main one, of a later sequence-length phase (data.phases)."""
+    return f"seq-{seq_len}"
 
 
 def _as_list(sources: Sequence | str | None) -> list:
@@ -348,6 +358,12 @@ def _write_splits(
     """Read, encode (a batch at a time, on all cores) and pack every document; manifest entries per split."""
     names = ["train", "validation"] if val_sources or data_cfg.val_fraction > 0 else ["train"]
     dtype = storage_dtype(tok.vocab_size)
+    if data_cfg.pairs:  # NSP / SOP: one sentence pair per row (pairs.py)
+        from .pairs import write_pair_splits
+
+        splits = write_pair_splits(folder, _routed(sources, val_sources, data_cfg, corpus_cfg), names, tok, data_cfg, dtype)
+        _check_splits(splits, data_cfg)
+        return splits
     templated = bool(data_cfg.template)
     writers = {name: _SplitWriter(folder, name, dtype, data_cfg, tok, masks=templated) for name in names}
     routed = _routed(sources, val_sources, data_cfg, corpus_cfg)
@@ -407,6 +423,8 @@ def _manifest(
         "dtype": storage_dtype(tok.vocab_size).name,
         "seq_len": data_cfg.seq_len,
         "packing": data_cfg.packing,
+        "pairs": data_cfg.pairs,
+        "phases": {str(p["seq_len"]): phase_dir(p["seq_len"]) for p in data_cfg.phases[1:]},
         "vocab_size": tok.vocab_size,
         "pad_id": tok.pad_id,
         "bos_id": tok.bos_id,
@@ -473,6 +491,8 @@ class PackedShards:
         self.seq_len, self.pad_id = self.manifest["seq_len"], self.manifest["pad_id"]
         self.num_tokens = info["tokens"]  # non-pad tokens, bos/eos included
         self.has_loss_mask = bool(info.get("loss_mask"))  # templated records: where the responses are
+        self.pairs = info.get("pairs", "")  # "nsp" / "sop": sentence-pair rows with segment ids and labels (pairs.py)
+        self._pair_maps = None
         self._dtype = np.dtype(self.manifest["dtype"]).newbyteorder("<")
         self._files = [(self.data_dir / shard["file"], shard["sequences"]) for shard in info["shards"]]
         self._starts = np.cumsum([0] + [rows for _, rows in self._files])  # (num_shards + 1,) first row of each
@@ -494,7 +514,7 @@ class PackedShards:
 
     def __getstate__(self) -> dict:
         """Pickle (for DataLoader workers) without the maps; each process maps the files itself."""
-        return {**self.__dict__, "_maps": None, "_mask_maps": None}
+        return {**self.__dict__, "_maps": None, "_mask_maps": None, "_pair_maps": None}
 
     def loss_mask(self, index: np.ndarray | Sequence[int]) -> np.ndarray:
         """(n, seq_len) uint8 loss mask of the rows `index` (1 on response tokens); templated shards only."""

@@ -106,7 +106,7 @@ def finetune_lock(out: Path):
             lock.unlink(missing_ok=True)
 
 
-def collapse_warnings(task: Task, scores: dict, lr: float) -> list[str]:
+def collapse_warnings(task: Task, scores: dict, lr: float, who: str = "the classifier") -> list[str]:
     """A classifier that answers one class for every example of a split learned nothing usable."""
     if "confusion_matrix" not in next(iter(scores.values()), {}):  # NER
         return []
@@ -115,7 +115,7 @@ def collapse_warnings(task: Task, scores: dict, lr: float) -> list[str]:
         only = single_class_prediction(split_scores["confusion_matrix"])
         if only is not None:
             out.append(
-                f"the classifier predicts {task.labels[only]!r} for every {split} example (its accuracy "
+                f"{who} predicts {task.labels[only]!r} for every {split} example (its accuracy "
                 f"{split_scores['accuracy']:.4f} is that class's share): it learned nothing usable; try a higher "
                 f"finetune.lr (this run: {lr:g}), more epochs, or finetune.class_weights=balanced"
             )
@@ -134,6 +134,9 @@ def run_baselines(ctx: Context, source: Source, task: Task, random_init: bool, p
     log.info("baseline: the same fine-tuning from a randomly initialised encoder")
     _, result, scores = train_and_score(ctx, source, task, "random", progress)
     out["random_init"] = {"best_epoch": result.best["epoch"], **{n: _scalars(s) for n, s in scores.items()}}
+    collapsed = collapse_warnings(task, scores, ctx.cfg.finetune.lr, who="the random-init baseline")
+    if collapsed:
+        out["random_init"]["warnings"] = collapsed
     if ctx.task == "classify":
         log.info("baseline: TF-IDF + logistic regression")
         splits = {n: (task.data[n], task.gold[n]) for n in evaluated}
@@ -180,8 +183,9 @@ def finetune(
             "truncated": task.truncated, "epochs": result.history, "best": result.best,
             "scores": scores,
             "baselines": run_baselines(ctx, source, task, baselines, progress),
-            "warnings": collapse_warnings(task, scores, cfg.finetune.lr),
         }
+        metrics["warnings"] = collapse_warnings(task, scores, cfg.finetune.lr) + metrics["baselines"].get(
+            "random_init", {}).get("warnings", [])
         for warning in metrics["warnings"]:
             log.warning("warning: %s", warning)
         write_folder(out, cfg, source, task, ctx, classifier, metrics)

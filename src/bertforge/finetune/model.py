@@ -90,6 +90,14 @@ def load_encoder(model: Classifier, state: dict[str, torch.Tensor], origin: str)
             raise DataError(f"{origin}: encoder.{key} has shape {shapes}")
     check_finite_model(encoder, origin)  # a diverged run would fine-tune into a NaN classifier
     model.encoder.load_state_dict(encoder)
+    carry_pooler(model, state)
+
+
+def carry_pooler(model: Classifier, state: dict[str, torch.Tensor]) -> None:
+    """An encoder pretrained with NSP/SOP has BERT's pooler (dense + tanh on [CLS]); a text classifier
+    starts its dense layer from it, as BertForSequenceClassification does."""
+    if model.task == "classify" and "sentence.pooler.weight" in state and hasattr(model.head, "dense"):
+        model.head.dense.load_state_dict({"weight": state["sentence.pooler.weight"], "bias": state["sentence.pooler.bias"]})
 
 
 def freeze(model: Classifier, num_layers: int) -> None:

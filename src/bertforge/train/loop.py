@@ -39,11 +39,11 @@ from ..console import live_progress, show_logs_without_setup
 from ..runtime import autocast, autocast_dtype, resolve_device
 from ..shards import PackedShards, check_compatible, load_manifest
 from ..tokenizer import TextTokenizer, load_tokenizer
-from . import distributed
+from ..pairs import load_start_weights, pair_inputs
+from . import distributed, phases
 from .batches import BatchOrder
 from .checkpoint import (
     checkpoint_dirs,
-    latest_checkpoint,
     latest_intact_checkpoint,
     load_model_weights,
     read_optimizer,
@@ -99,6 +99,7 @@ class Trainer:
     world: World
     poison: Poison  # test hook train.debug_nan_at_step
     bad_in_a_row: int = 0  # skipped steps since the last good one
+    phase: int = 0  # index into cfg.data.phases of the shards being read (train/phases.py)
 
 
 def resolve_config(
@@ -181,7 +182,10 @@ def setup(
     torch.manual_seed(cfg.train.seed)  # the one seeding point: init weights (the same on every rank)
     model = MaskedLM(cfg.model).to(device)
     if checkpoint is not None or init_from is not None:  # weights go in before DDP/FSDP copy or shard them
-        load_model_weights(model, checkpoint or latest_intact_checkpoint(init_from))
+        if checkpoint is not None:
+            load_model_weights(model, checkpoint)
+        else:  # a start run trained with or without a sentence head (pairs.py)
+            load_start_weights(model, latest_intact_checkpoint(init_from))
     if world.rank and checkpoint is None:
         torch.manual_seed(dropout_seed(cfg.train.seed, world.rank))  # each rank its own dropout masks
     parallel = distributed.wrap_model(model, cfg.train.strategy, world, device, list(model.encoder.layers))
@@ -195,7 +199,7 @@ def setup(
     metrics = MetricsWriter(run_dir, enabled=world.is_main)
     metrics.truncate_after(state.step if resume else -1)  # records past the checkpoint are written again
     tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum_steps * cfg.data.seq_len
-    return Trainer(
+    t = Trainer(
         cfg=cfg,
         run_dir=run_dir,
         model=model,
@@ -215,6 +219,8 @@ def setup(
         world=world,
         poison=Poison(cfg.train),
     )
+    phases.attach(t, Path(data_dir))  # sequence-length phases: the shards of the phase this step is in
+    return t
 
 
 class Checked(NamedTuple):
@@ -248,6 +254,7 @@ def check_inputs(
         check_resume_settings(load_config(run_dir / "config.yaml"), cfg, allow_changed_settings, world)
     if cfg.train.loss_on == "response" and not train_data.has_loss_mask:
         train_data.loss_mask([0])  # the DataError that says how to make shards with a loss mask
+    phases.check_data(cfg, train_data)  # pairs for mlm+nsp/sop, shards for every sequence-length phase
     order = batch_order(cfg.train, len(train_data), world)
     device, amp_dtype = devices(cfg.train, world)
     return Checked(cfg, resume, tokenizer, train_data, val_data, order, device, amp_dtype)
@@ -399,6 +406,7 @@ class MicroBatch:
     labels: torch.Tensor  # (B, T) original ids at chosen positions, -100 elsewhere
     masked: int  # positions with a label
     tokens: int  # non-padding tokens
+    extra: dict  # mlm+nsp / mlm+sop: token_type_ids and sentence_labels (pairs.py), else empty
 
 
 def next_batch(t: Trainer) -> MicroBatch:
@@ -414,7 +422,7 @@ def next_batch(t: Trainer) -> MicroBatch:
     t.state.batches += 1
     to = lambda x: None if x is None else x.to(t.device, non_blocking=True)  # noqa: E731
     masked, tokens = int((labels != IGNORE_INDEX).sum()), int((ids != t.train_data.pad_id).sum())
-    return MicroBatch(to(inputs), to(mask), to(labels), masked, tokens)
+    return MicroBatch(to(inputs), to(mask), to(labels), masked, tokens, pair_inputs(t.train_data, indices, t.device))
 
 
 def objective_inputs(cfg: TrainConfig, shards: PackedShards, ids, indices) -> tuple[torch.Tensor, torch.Tensor]:
@@ -447,10 +455,11 @@ def train_step(t: Trainer) -> dict:
     counts = torch.tensor([sum(b.masked for b in batches), sum(b.tokens for b in batches)])
     masked, tokens = t.world.all_reduce_sum(counts).tolist()
     loss_sum = torch.zeros((), device=t.device)  # this rank's part of the step's mean loss
+    sentence_sum = torch.zeros((), device=t.device)  # its sentence-task (NSP/SOP) part
     for i, b in enumerate(batches):
         with distributed.gradient_sync(t.parallel, enabled=i == len(batches) - 1):
             with autocast(t.device, t.amp_dtype):
-                out = t.train_model(b.inputs, b.attention_mask, b.labels)
+                out = t.train_model(b.inputs, b.attention_mask, b.labels, **b.extra)
                 # A CLM micro-batch of prompt-only pieces (loss_on=response) has nothing to predict:
                 # its mean loss is NaN, so it adds a zero that still runs backward (DDP syncs there).
                 loss = out.loss if b.masked else out.logits.sum() * 0.0
@@ -460,6 +469,8 @@ def train_step(t: Trainer) -> dict:
             scaled = share * t.world.size
             (t.scaler.scale(scaled) if t.scaler else scaled).backward()
         loss_sum += share.detach()
+        if out.sentence_loss is not None:
+            sentence_sum += out.sentence_loss.detach() * (b.masked / max(masked, 1))
     t.state.tokens += tokens
     if t.scaler:
         t.scaler.unscale_(t.optimizer)
@@ -470,7 +481,7 @@ def train_step(t: Trainer) -> dict:
             t.scaler.update()  # the scaler lowers its scale after an inf, as when it skips a step itself
         t.state.step += 1
         t.state.skipped_steps += 1
-        return {"loss": loss_sum, "grad_norm": grad_norm, "lr": lr, "skipped": True}
+        return {"loss": loss_sum, "grad_norm": grad_norm, "lr": lr, "sentence_loss": sentence_sum, "skipped": True}
     if t.scaler:
         t.scaler.step(t.optimizer)
         t.scaler.update()
@@ -478,7 +489,7 @@ def train_step(t: Trainer) -> dict:
         t.optimizer.step()
     t.optimizer.zero_grad(set_to_none=True)
     t.state.step += 1
-    return {"loss": loss_sum, "grad_norm": grad_norm, "lr": lr, "skipped": False}
+    return {"loss": loss_sum, "grad_norm": grad_norm, "lr": lr, "sentence_loss": sentence_sum, "skipped": False}
 
 
 def step_is_finite(t: Trainer, loss_sum: torch.Tensor, grad_norm: torch.Tensor) -> bool:
@@ -507,12 +518,15 @@ def run_evaluation(t: Trainer) -> dict | None:
     result = metrics_from_sums(t.world.sum_values(sums), cfg.objective)
     t.metrics.write("validation", t.state.step, {**result, "tokens": t.state.tokens})
     accuracy = "next-token" if cfg.objective == "clm" else "masked"
-    if cfg.objective == "mlm":
+    if cfg.objective != "clm":
         log_samples(t)  # fill-mask guesses on fixed validation sentences (rank 0)
     info(
         t, "step %d validation: loss %.4f  perplexity %.2f  %s accuracy %.4f",
         t.state.step, result["loss"], result["perplexity"], accuracy, result[ACCURACY_KEY[cfg.objective]],
     )
+    if "sentence_accuracy" in result:
+        info(t, "step %d validation: sentence task (%s) loss %.4f  accuracy %.4f", t.state.step,
+             t.cfg.data.pairs, result["sentence_loss"], result["sentence_accuracy"])
     return result
 
 
@@ -611,13 +625,15 @@ class LogWindow:
 
     def __init__(self, tokens: int):
         self.loss_sum: torch.Tensor | float = 0.0
+        self.sentence_sum: torch.Tensor | float = 0.0
         self.steps = 0
         self.skipped = 0  # non-finite steps: left out of the mean
         self.tokens_at_start = tokens
         self.started = time.perf_counter()
 
-    def add(self, loss: torch.Tensor) -> None:
+    def add(self, loss: torch.Tensor, sentence_loss: torch.Tensor | float = 0.0) -> None:
         self.loss_sum = self.loss_sum + loss
+        self.sentence_sum = self.sentence_sum + sentence_loss
         self.steps += 1
 
     def record(self, t: Trainer, out: dict) -> dict:
@@ -625,7 +641,12 @@ class LogWindow:
         seconds = max(time.perf_counter() - self.started, 1e-9)
         loss_sum = t.world.all_reduce_sum(torch.as_tensor(self.loss_sum, device=t.device).clone())
         grad_norm = float(out["grad_norm"])
+        pairs = {}
+        if t.model.sentence is not None and self.steps:  # mlm+nsp / mlm+sop: both parts of the loss
+            sentence = float(t.world.all_reduce_sum(torch.as_tensor(self.sentence_sum, device=t.device).clone()))
+            pairs = {"mlm_loss": (float(loss_sum) - sentence) / self.steps, "sentence_loss": sentence / self.steps}
         return {
+            **pairs,
             "loss": float(loss_sum) / self.steps if self.steps else None,
             "lr": out["lr"],
             "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
@@ -711,6 +732,7 @@ def train(t: Trainer, progress: bool = True) -> dict:
     with stop_signals() as stop:
         try:
             while not finished(t) and not stopping(t, stop):
+                phases.switch_if_due(t)  # sequence-length phases (train/phases.py)
                 out = train_step(t)
                 t.state.elapsed_s += time.perf_counter() - clock
                 if t.cfg.train.max_time_s:  # the time budget and the LR schedule must agree on every rank
@@ -723,7 +745,7 @@ def train(t: Trainer, progress: bool = True) -> dict:
                         continue
                 else:
                     t.bad_in_a_row = 0
-                    window.add(out["loss"])
+                    window.add(out["loss"], out["sentence_loss"])
                 if t.state.step % t.cfg.train.log_every_steps == 0 or finished(t):
                     log_train_record(t, bar, window.record(t, out))
                     window = LogWindow(t.state.tokens)
