@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import logging
 import sys
 import tempfile
@@ -56,6 +55,37 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def at_least(low: int):
+    """An argparse type: an integer >= `low` (a batch size or top-k of 0 has no meaning)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+def read_lines_file(path: Path, flag: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file; a binary or non-UTF-8 file is one clear error."""
+    if not path.is_file():
+        raise ConfigError(f"{flag} {path}: no such file")
+    data = path.read_bytes()
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise ConfigError(f"{flag} {path}: binary file (NUL byte at offset {nul}); give UTF-8 text, one line each")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{flag} {path}: not UTF-8 text (bad byte at offset {e.start})") from None
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def add_config_args(p: argparse.ArgumentParser, preset_default: str | None = None, preset_help: str = "") -> None:
@@ -135,7 +165,10 @@ def budget_recipe(args: argparse.Namespace, overrides: dict):
 
 
 def print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    """Strict JSON on stdout: a NaN/inf number (a diverged loss) is written as null."""
+    from .finite import dumps
+
+    sys.stdout.write(dumps(obj, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -442,10 +475,7 @@ def cmd_embed(args) -> int:
     from .files import atomic_write_bytes
     from .infer import embed, load_run
 
-    path = Path(args.input)
-    if not path.is_file():
-        raise ConfigError(f"--input {path}: no such file")
-    texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = read_lines_file(Path(args.input), "--input")
     vectors = embed(load_run(args.model, device=args.device), texts, args.pooling, args.batch_size)
     buffer = io.BytesIO()
     np.save(buffer, vectors)
@@ -766,8 +796,8 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--data", help="shard folder (its validation split)")
     where.add_argument("--corpus", action="append", help="text files to evaluate on")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--batches", type=int, default=0, help="at most this many batches (0 = all)")
+    p.add_argument("--batch-size", type=at_least(1), default=32)
+    p.add_argument("--batches", type=at_least(0), default=0, help="at most this many batches (0 = all)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
     add_common(p)
@@ -779,7 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run")
     p.add_argument("text")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=at_least(1), default=5)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
     add_common(p)
@@ -814,7 +844,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="text file, one sentence per line")
     p.add_argument("--out", required=True, help=".npy file to write (lines x hidden_size)")
     p.add_argument("--pooling", choices=("mean", "cls"), default="mean")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=at_least(1), default=32)
     p.add_argument("--device", default="auto")
     add_common(p)
     p.set_defaults(func=cmd_embed)
@@ -825,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="run folder")
     p.add_argument("word")
-    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--top-k", type=at_least(1), default=10)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
     add_common(p)

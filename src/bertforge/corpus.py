@@ -375,27 +375,47 @@ def _paragraphs_to_documents(lines: Iterable[str]) -> Iterator[str]:
 
 
 def _table_documents(f: IO[str], path: Path, field: str, delimiter: str) -> Iterator[str]:
-    """Column `field` of a CSV/TSV file; quoted fields may span lines."""
+    """Column `field` of a CSV/TSV file; quoted fields may span lines.
+
+    A row with more fields than the header (or, without a header, than the first row) holds the
+    delimiter unquoted: when the text is the last column its pieces are joined back (what the
+    writer meant); anywhere else the split is ambiguous, so it is an error, never a cut text.
+    """
     csv.field_size_limit(CSV_FIELD_LIMIT)  # process-wide, but only ever raised
     rows = csv.reader(f, delimiter=delimiter)
-    column = _column_index(rows, path, field)
+    column, width = _column_index(rows, path, field)
     for row in rows:
         if not row:
             continue  # a blank line
+        width = width or len(row)
         if column >= len(row):
             raise DataError(
                 f"{path}: line {rows.line_num} has {len(row)} columns, so no column {column} "
                 "(0-based); set corpus.text_field to a column name or a smaller index"
             )
+        if len(row) > width:
+            row = _rejoin(row, column, width, delimiter, f"{path}: line {rows.line_num}")
         text = row[column].strip()
         if text:
             yield text
 
 
-def _column_index(rows: Iterator[list[str]], path: Path, field: str) -> int:
-    """Column number of the text: an all-digit field is a 0-based index (no header row)."""
+def _rejoin(row: list[str], column: int, width: int, delimiter: str, where: str) -> list[str]:
+    """`row` split on an unquoted delimiter inside the text: put the last column back together."""
+    if column != width - 1:
+        shown = {",": "comma", "\t": "tab"}.get(delimiter, repr(delimiter))
+        raise DataError(
+            f"{where} has {len(row)} fields where {width} are expected: a {shown} inside unquoted text; "
+            f'quote the text column ("...") or make it the last column'
+        )
+    return row[:column] + [delimiter.join(row[column:])]
+
+
+def _column_index(rows: Iterator[list[str]], path: Path, field: str) -> tuple[int, int | None]:
+    """Column number of the text (an all-digit field is a 0-based index: no header row) and the
+    header's width (None without a header)."""
     if field.isascii() and field.isdigit():
-        return int(field)
+        return int(field), None
     header = next((row for row in rows if row), [])
     names = [name.strip() for name in header]
     if field not in names:
@@ -404,7 +424,7 @@ def _column_index(rows: Iterator[list[str]], path: Path, field: str) -> int:
             f"{path}: no column '{field}' (columns: {shown}); set corpus.text_field to one of them, "
             "or to a 0-based column number if the file has no header row"
         )
-    return names.index(field)
+    return names.index(field), len(names)
 
 
 def _json_documents(f: IO[str], path: Path, field: str) -> Iterator[str]:

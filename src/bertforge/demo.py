@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .config import build_config
+from .config import CorpusConfig, build_config
 from .files import atomic_write_text
 from .infer import LoadedRun, fill_mask, load_run
 from .model import MaskedLM
@@ -47,6 +47,8 @@ def run_demo(out: Path, corpus: str | None = None, max_steps: int = 2000, progre
     from .train.checkpoint import checkpoint_dirs
     from .train.loop import pretrain
 
+    if corpus is not None:  # a bad --corpus is one error line before anything is written
+        next(iter_documents([corpus], CorpusConfig()), None)
     out.mkdir(parents=True, exist_ok=True)
     source = corpus or str(python_docs_corpus(out))
     cfg = build_config(

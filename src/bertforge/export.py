@@ -43,6 +43,7 @@ import torch
 from . import __version__, files
 from .config import DataConfig, ModelConfig, RunConfig, TokenizerConfig, TrainConfig, save_config
 from .errors import ConfigError, DataError
+from .finite import check_finite_model
 from .tokenizer import SPECIAL_TOKENS, TextTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -585,6 +586,7 @@ def export_finetuned(ft_dir: Path, out_dir: Path, arch: str | None) -> Path:
     from .finetune import load_finetuned
 
     ft = load_finetuned(ft_dir, device="cpu")
+    check_finite_model(ft.model, ft_dir)
     arch = arch or default_arch(ft.tokenizer, ft.config.model)
     tensors, config = finetuned_to_hf(ft, arch)
     tmp = files.make_tmp_dir(out_dir)
@@ -758,6 +760,7 @@ def import_hf(hf_dir: str | Path, out_run: str | Path) -> Path:
     weights, weights_file = read_hf_weights(hf_dir)
     state = from_hf_state_dict(weights, cfg, arch, source=str(weights_file))
     state = {k: v.float() for k, v in state.items()}  # fp32 master weights, as training keeps them
+    check_finite_model(state, weights_file)
     tokenizer = import_tokenizer(hf_dir)
     _check_tokenizer_fits(tokenizer, cfg, hf_dir)
     run_cfg = RunConfig(
@@ -775,8 +778,12 @@ def import_hf(hf_dir: str | Path, out_run: str | Path) -> Path:
 
 def init_run(path: str | Path, scratch: str | Path) -> Path:
     """A run folder for `pretrain --init-from PATH`: PATH if it is a run, else PATH imported into `scratch`."""
+    from .train.checkpoint import latest_intact_checkpoint
+
     path = Path(path)
     if (path / "config.yaml").is_file():
+        checkpoint = latest_intact_checkpoint(path)
+        check_finite_model(files.load_tensors(checkpoint / "model.safetensors"), checkpoint)  # never train from NaN
         return path
     if (path / "config.json").is_file():
         return import_hf(path, scratch)

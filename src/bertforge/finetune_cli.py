@@ -6,7 +6,6 @@ so the parser class comes in as an argument.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 
@@ -155,7 +154,9 @@ def cmd_predict(args) -> int:
         write_predictions(args.out, rows, ft)
         log.info("%d predictions -> %s", len(rows), args.out)
     if args.json:
-        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        from .finite import dumps  # strict JSON: NaN scores (never expected) would be null
+
+        sys.stdout.write(dumps(rows, indent=2, ensure_ascii=False) + "\n")
     elif not args.out:
         sys.stdout.write("".join(_plain(row, ft.task) for row in rows))
     return 0

@@ -11,6 +11,7 @@ import torch
 
 from .config import RunConfig, load_config
 from .errors import DataError
+from .finite import check_finite_model
 from .model import MaskedLM
 from .runtime import resolve_device
 from .tokenizer import TextTokenizer, load_tokenizer
@@ -38,6 +39,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     torch_device = resolve_device(device)
     model = MaskedLM(config.model)
     load_model_weights(model, checkpoint)
+    check_finite_model(model, checkpoint)
     model.to(torch_device).eval()
     return LoadedRun(config, model, load_tokenizer(run_dir / "tokenizer"), checkpoint, torch_device)
 
@@ -53,6 +55,7 @@ def load_model_folder(path: str | Path, device: str = "auto"):
     if not (path / LABELS_FILE).is_file():
         return load_run(path, device), None
     ft = load_finetuned(path, device)
+    check_finite_model(ft.model, path)
     data = DataConfig(seq_len=min(DataConfig.seq_len, ft.config.model.max_seq_len))
     config = RunConfig(data=data, model=ft.config.model)
     return LoadedRun(config, ft.model, ft.tokenizer, path, ft.device), ft

@@ -499,6 +499,7 @@ class PackedShards:
         self._maps: list[np.memmap] | None = None
         self._mask_maps: list[np.memmap] | None = None
         self._check_sizes()
+        self._check_ids()
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -557,3 +558,21 @@ class PackedShards:
             if size != expected:
                 found = "missing" if size is None else f"{size} bytes"
                 raise DataError(f"{path}: expected {expected} bytes, found {found}; run `bertforge prepare` again")
+
+    def _check_ids(self, chunk_rows: int = 1 << 16) -> None:
+        """Every id below the manifest's vocab_size: a damaged shard (bytes overwritten) fails here
+        with its file named, not as an IndexError inside the embedding after the run folder is made.
+        One sequential read of the split (numpy max, chunked: memory stays bounded)."""
+        vocab = self.manifest.get("vocab_size")
+        if not vocab:
+            return
+        for path, rows in self._files:
+            ids = np.memmap(path, dtype=self._dtype, mode="r", shape=(rows, self.seq_len))
+            for start in range(0, rows, chunk_rows):
+                block = ids[start : start + chunk_rows]
+                if int(block.max()) >= vocab:
+                    row = start + int(np.argmax(block.max(axis=1) >= vocab))
+                    raise DataError(
+                        f"{path}: token id {int(block.max())} in sequence {row} is outside the vocabulary "
+                        f"({vocab} ids): the shard is damaged; run `bertforge prepare` again"
+                    )

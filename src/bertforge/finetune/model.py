@@ -12,6 +12,7 @@ from torch import nn
 from .. import files
 from ..config import ModelConfig, load_config
 from ..errors import DataError
+from ..finite import check_finite_model
 from ..model import Encoder, init_weights
 from ..tokenizer import TextTokenizer, load_tokenizer
 from .config import CONFIG_FILE, LABELS_FILE, MODEL_FILE, FinetuneRunConfig
@@ -87,6 +88,7 @@ def load_encoder(model: Classifier, state: dict[str, torch.Tensor], origin: str)
         if tensor.shape != expected[key].shape:
             shapes = f"{tuple(tensor.shape)}, the model expects {tuple(expected[key].shape)}"
             raise DataError(f"{origin}: encoder.{key} has shape {shapes}")
+    check_finite_model(encoder, origin)  # a diverged run would fine-tune into a NaN classifier
     model.encoder.load_state_dict(encoder)
     carry_pooler(model, state)
 

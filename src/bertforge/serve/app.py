@@ -19,12 +19,14 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import BertforgeError
 from ..files import read_json
+from ..finite import dumps
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,14 @@ ASSETS = {"/": ("index.html", "text/html"), "/static/app.js": ("app.js", "text/j
           "/static/style.css": ("style.css", "text/css")}
 # Nothing may come from elsewhere: scripts, styles, images and requests stay on this server.
 CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'"
+
+
+class JSONResponse(StarletteJSONResponse):
+    """Strict JSON: a NaN/inf number (say a diverged loss in the run's metrics) is sent as null,
+    where Starlette's own would fail the request with a 500."""
+
+    def render(self, content) -> bytes:
+        return dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class ApiError(Exception):
@@ -169,10 +179,13 @@ async def read_body(
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
         raise ApiError(413, f"the request body is larger than {MAX_BODY_BYTES // 1024} KB")
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, f"the request body is larger than {MAX_BODY_BYTES // 1024} KB")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise ApiError(413, f"the request body is larger than {MAX_BODY_BYTES // 1024} KB")
+    except ClientDisconnect:  # the client went away mid-body: nobody to answer, nothing to log
+        raise ApiError(400, "the client disconnected before the body was complete") from None
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
