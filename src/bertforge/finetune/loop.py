@@ -107,6 +107,9 @@ def run_baselines(ctx: Context, source: Source, task: Task, random_init: bool, p
         log.info("baseline: TF-IDF + logistic regression")
         splits = {n: (task.data[n], task.gold[n]) for n in evaluated}
         out["tfidf_logreg"] = tfidf_baseline(task.data["train"], task.gold["train"], splits, ctx.cfg, task.labels)
+        chosen = out["tfidf_logreg"]["setting"]
+        log.info("TF-IDF baseline tuned on validation %s: %s n-grams, C=%g", chosen["metric"], chosen["features"],
+                 chosen["C"])
     return out
 
 
