@@ -102,7 +102,7 @@ def run_baselines(ctx: Context, source: Source, task: Task, random_init: bool, p
         return out
     log.info("baseline: the same fine-tuning from a randomly initialised encoder")
     _, result, scores = train_and_score(ctx, source, task, "random", progress)
-    out["random_init"] = {"best_epoch": result.best["epoch"], **{n: _scalars(s) for n, s in scores.items()}}
+    out["random_init"] = {"best_epoch": result.best["epoch"], "steps": result.history[-1]["step"], **{n: _scalars(s) for n, s in scores.items()}}
     if ctx.task == "classify":
         log.info("baseline: TF-IDF + logistic regression")
         splits = {n: (task.data[n], task.gold[n]) for n in evaluated}
