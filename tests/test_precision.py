@@ -70,3 +70,15 @@ def test_pretrain_prints_the_chosen_precision_and_saves_it(data_dir, tmp_path, m
         pretrain(cfg, data_dir, tmp_path / "run", progress=False)
     assert f"precision: {chosen} (auto: " in caplog.text
     assert yaml.safe_load((tmp_path / "run/config.yaml").read_text())["train"]["precision"] == chosen
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_budget_recipes_train_in_bf16_only_where_the_cpu_has_it(monkeypatch, native):
+    from bertforge.budget import pick_recipe
+
+    monkeypatch.setattr(runtime, "cpu_bf16_supported", lambda: native)
+    recipe = pick_recipe(180, "cpu")
+    assert recipe.overrides(180)["train"].get("precision") == ("bf16" if native else None)
+    assert any(line == "  train.precision = bf16" for line in recipe.describe(180)) is native
+    assert ("bf16 as this CPU has it natively" in recipe.why) is native
+    assert "bf16 as this CPU" not in pick_recipe(180, "gpu").why  # GPU recipes are left as they are

@@ -23,8 +23,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-# Whether `precision auto` picks bf16 on a CPU that has native bf16 (AVX512-BF16 / AMX). Decided by
-# measurement (issue 17: `bench quality --minutes 3 --variant bf16:train.precision=bf16`), see README.
+# Whether a plain `precision auto` picks bf16 on a CPU with native bf16 (AVX512-BF16 / AMX). bf16 measured
+# better at equal minutes (issue 17, README), so the CPU `--budget` recipes use it (budget.with_cpu_bf16);
+# plain `auto` stays fp32 so runs keep fp32's exact numbers unless asked.
 CPU_AUTO_BF16 = False
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -55,8 +56,8 @@ def precision_choice(precision: str, device: torch.device) -> tuple[str, str]:
     if device.type == "cpu" and cpu_bf16_supported():
         if CPU_AUTO_BF16:
             return "bf16", "auto: this CPU has native bf16 (AVX512-BF16/AMX)"
-        return "fp32", ("auto: this CPU has native bf16 but it measured no better loss per minute than fp32 "
-                        "here; set train.precision=bf16 to use it")
+        return "fp32", ("auto: this CPU has native bf16, but plain runs stay fp32; --budget recipes and "
+                        "train.precision=bf16 use it")
     return "fp32", f"auto: no native bf16 on this {device.type}"
 
 
