@@ -8,7 +8,7 @@ it into config overrides, so --config and --set can still change any choice.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .config import load_yaml
@@ -78,8 +78,19 @@ def pick_recipe(budget_s: float, machine: str, recipes: list[Recipe] | None = No
     """The first recipe for `machine` whose `up_to` covers the budget."""
     for recipe in recipes if recipes is not None else load_recipes():
         if recipe.machine == machine and (recipe.up_to_s is None or budget_s <= recipe.up_to_s):
-            return recipe
+            return with_cpu_bf16(recipe)
     raise ConfigError(f"no budget recipe for a {machine} and {format_duration(budget_s)}")
+
+
+def with_cpu_bf16(recipe: Recipe) -> Recipe:
+    """CPU recipes train in bf16 where the CPU has it natively: at equal minutes it reached a lower validation
+    loss than fp32 (issue 17, 3 min on one core: 6.115 vs 6.235, 1.5x the tokens/s)."""
+    from .runtime import cpu_bf16_supported
+
+    if recipe.machine != "cpu" or "train.precision" in recipe.settings or not cpu_bf16_supported():
+        return recipe
+    return replace(recipe, settings={**recipe.settings, "train.precision": "bf16"},
+                   why=f"{recipe.why}; bf16 as this CPU has it natively")
 
 
 def machine_kind(device: str = "auto") -> str:

@@ -591,6 +591,9 @@ def cmd_bench(args) -> int:
     from .bench import bench_fill_mask, bench_prepare, bench_train, format_table
 
     ref = not args.no_reference
+    if args.kind == "downstream":
+        return bench_downstream_command(args)
+    args.preset = args.preset or "small"
     if args.kind == "quality":
         return bench_quality_command(args, ref)
     if args.kind == "train":
@@ -635,6 +638,24 @@ def bench_quality_command(args, reference: bool) -> int:
         print_json(result)
     else:
         print(format_quality(result))
+    return 0
+
+
+def bench_downstream_command(args) -> int:
+    from .bench_downstream import bench_downstream, default_paths, format_downstream
+
+    labelled, corpus = default_paths()
+    work_dir = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bertforge-downstream-"))
+    result = bench_downstream(
+        labelled=Path(args.labelled) if args.labelled else labelled, corpus=Path(args.corpus or corpus),
+        work_dir=work_dir, minutes=args.minutes, text_column=args.text_column, label_column=args.label_column,
+        train_examples=args.train_examples, eval_examples=args.eval_examples, seed=args.seed, preset=args.preset,
+        pretrain_sets=args.set, finetune_sets=args.finetune_set,
+    )
+    if args.json:
+        print_json(result)
+    else:
+        print(format_downstream(result))
     return 0
 
 
@@ -916,8 +937,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  bertforge bench train --preset small\n  bertforge bench prepare --corpus-mb 40 --json\n"
         "  bertforge bench fill-mask --preset small\n  bertforge bench quality --minutes 10 --plot quality.png",
     )
-    p.add_argument("kind", choices=("train", "prepare", "fill-mask", "quality"))
-    p.add_argument("--preset", default="small", help="model preset (default: small)")
+    p.add_argument("kind", choices=("train", "prepare", "fill-mask", "quality", "downstream"))
+    p.add_argument("--preset", help="model preset (default: small; downstream: the --budget recipe's)")
     p.add_argument("--steps", type=int, default=20, help="train: timed training steps")
     p.add_argument("--warmup-steps", type=int, default=3, help="train: untimed steps first")
     p.add_argument("--batch-size", type=int, default=32)
@@ -940,6 +961,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sentences", type=int, default=1000, help="fill-mask: sentences")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--no-reference", action="store_true", help="bertforge only (no transformers needed)")
+    p.add_argument("--labelled", metavar="FILE",
+                   help="downstream: labelled TSV/CSV with a header (default: tests/data/reviews/train.tsv); "
+                        "--corpus is the pretraining text (default: tests/data/kant/kant.txt)")
+    p.add_argument("--text-column", default="sentence", help="downstream: text column of --labelled")
+    p.add_argument("--label-column", default="label", help="downstream: label column of --labelled")
+    p.add_argument("--train-examples", type=int, default=1000, help="downstream: fine-tuning examples")
+    p.add_argument("--eval-examples", type=int, default=500, help="downstream: held-out examples scored")
+    p.add_argument("--seed", type=int, default=0, help="downstream: seed of the train/eval split and fine-tuning")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="downstream: pretraining setting")
+    p.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="downstream: fine-tuning setting for both models, e.g. finetune.lr=1e-3")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     add_common(p)
     p.set_defaults(func=cmd_bench)

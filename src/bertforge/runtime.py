@@ -23,12 +23,48 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+# Whether a plain `precision auto` picks bf16 on a CPU with native bf16 (AVX512-BF16 / AMX). bf16 measured
+# better at equal minutes (issue 17, README), so the CPU `--budget` recipes use it (budget.with_cpu_bf16);
+# plain `auto` stays fp32 so runs keep fp32's exact numbers unless asked.
+CPU_AUTO_BF16 = False
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bf16_supported(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Native bf16 on this CPU: the kernel's CPU flags where there are some (Linux); elsewhere oneDNN's check
+    (which also says yes for AVX512 CPUs that only emulate bf16, so the flags come first); else no."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            flags = {word for line in f if line.startswith("flags") for word in line.split(":", 1)[1].split()}
+        return any(flag in flags for flag in CPU_BF16_FLAGS)
+    except OSError:
+        pass
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def precision_choice(precision: str, device: torch.device) -> tuple[str, str]:
+    """The precision a run trains in and why, `auto` resolved for this device."""
+    if precision != "auto":
+        return precision, "set by train.precision"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "auto: this GPU supports bf16"
+        return "fp32", "auto: this GPU has no bf16"
+    if device.type == "cpu" and cpu_bf16_supported():
+        if CPU_AUTO_BF16:
+            return "bf16", "auto: this CPU has native bf16 (AVX512-BF16/AMX)"
+        return "fp32", ("auto: this CPU has native bf16, but plain runs stay fp32; --budget recipes and "
+                        "train.precision=bf16 use it")
+    return "fp32", f"auto: no native bf16 on this {device.type}"
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Mixed-precision dtype: "auto" means bf16 on a GPU that supports it, fp32 elsewhere."""
+    """Mixed-precision dtype (None: fp32); "auto" as `precision_choice` resolves it."""
     if precision == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
+        return AUTOCAST_DTYPES[precision_choice(precision, device)[0]]
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
     return AUTOCAST_DTYPES[precision]

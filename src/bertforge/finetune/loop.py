@@ -133,7 +133,9 @@ def run_baselines(ctx: Context, source: Source, task: Task, random_init: bool, p
         return out
     log.info("baseline: the same fine-tuning from a randomly initialised encoder")
     _, result, scores = train_and_score(ctx, source, task, "random", progress)
-    out["random_init"] = {"best_epoch": result.best["epoch"], **{n: _scalars(s) for n, s in scores.items()}}
+    out["random_init"] = {
+        "best_epoch": result.best["epoch"], "steps": result.history[-1]["step"], **{n: _scalars(s) for n, s in scores.items()},
+    }
     collapsed = collapse_warnings(task, scores, ctx.cfg.finetune.lr, who="the random-init baseline")
     if collapsed:
         out["random_init"]["warnings"] = collapsed
@@ -141,6 +143,9 @@ def run_baselines(ctx: Context, source: Source, task: Task, random_init: bool, p
         log.info("baseline: TF-IDF + logistic regression")
         splits = {n: (task.data[n], task.gold[n]) for n in evaluated}
         out["tfidf_logreg"] = tfidf_baseline(task.data["train"], task.gold["train"], splits, ctx.cfg, task.labels)
+        chosen = out["tfidf_logreg"]["setting"]
+        log.info("TF-IDF baseline tuned on validation %s: %s n-grams, C=%g", chosen["metric"], chosen["features"],
+                 chosen["C"])
     return out
 
 

@@ -36,7 +36,7 @@ from ..files import read_json, write_json
 from ..masking import MaskingVocab, causal_labels, mask_tokens, sequence_seeds
 from ..model import IGNORE_INDEX, MaskedLM, count_parameters
 from ..console import live_progress, show_logs_without_setup
-from ..runtime import autocast, autocast_dtype, resolve_device
+from ..runtime import autocast, autocast_dtype, precision_choice, resolve_device
 from ..shards import PackedShards, check_compatible, load_manifest
 from ..tokenizer import TextTokenizer, load_tokenizer
 from ..pairs import load_start_weights, pair_inputs
@@ -257,6 +257,7 @@ def check_inputs(
     phases.check_data(cfg, train_data)  # pairs for mlm+nsp/sop, shards for every sequence-length phase
     order = batch_order(cfg.train, len(train_data), world)
     device, amp_dtype = devices(cfg.train, world)
+    cfg = record_precision(cfg, device, world)
     return Checked(cfg, resume, tokenizer, train_data, val_data, order, device, amp_dtype)
 
 
@@ -318,6 +319,14 @@ def devices(cfg: TrainConfig, world: World) -> tuple[torch.device, torch.dtype |
     if amp_dtype == torch.float16 and world.launched and cfg.strategy == "fsdp":
         raise ConfigError("train.precision fp16 is not supported with train.strategy fsdp; use bf16")
     return device, amp_dtype
+
+
+def record_precision(cfg: RunConfig, device: torch.device, world: World) -> RunConfig:
+    """Say which precision `auto` chose and why, and keep the choice in config.yaml (issue 17)."""
+    chosen, reason = precision_choice(cfg.train.precision, device)
+    if world.is_main:
+        log.info("precision: %s (%s)", chosen, reason)
+    return replace(cfg, train=replace(cfg.train, precision=chosen))
 
 
 def should_resume(run_dir: Path, resume: bool, world: World) -> bool:
