@@ -389,3 +389,16 @@ def test_a_full_disk_at_a_save_is_one_error_line_and_the_previous_checkpoint_sur
         pretrain(tiny_config(max_steps=12, save_every_steps=4), data_dir, run, progress=False)
     assert [d.name for d in checkpoint_dirs(run)] == ["step-00000004"]
     assert checkpoint_problem(checkpoint_dirs(run)[0], for_training=True) is None
+
+
+def test_an_os_error_outside_a_save_is_one_error_line(tmp_path):
+    """A full disk or an impossible path while writing is the machine's problem: one line, no traceback."""
+    from conftest import datafile
+
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x", encoding="utf-8")
+    r = run_cli("tokenizer", "train", "--corpus", str(datafile("kant/kant.txt")), "--vocab-size", "300",
+                "--out", str(a_file / "tok"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and str(a_file) in lines[-1]

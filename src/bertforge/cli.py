@@ -1008,6 +1008,10 @@ def main(argv: list[str] | None = None) -> int:
     except BertforgeError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
+    except OSError as e:  # the machine, not the input: a full disk, a lost mount, no permission
+        where = f" ({e.filename})" if e.filename else ""
+        sys.stderr.write(f"error: {e.strerror or e}{where}; files being written were left as they were before\n")
+        return 1
     except KeyboardInterrupt as e:  # a run saved before it stopped (see train/guard.py), or a plain Ctrl-C
         sys.stderr.write("interrupted\n")
         return 128 + getattr(e, "signum", 2)
