@@ -402,3 +402,17 @@ def test_an_os_error_outside_a_save_is_one_error_line(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and str(a_file) in lines[-1]
+
+
+def test_a_damaged_newer_checkpoint_never_makes_rotation_delete_the_good_ones(three_checkpoints, tmp_path):
+    """keep_last counts the newest checkpoints: a damaged one left in place would evict the good ones."""
+    source, _ = three_checkpoints
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    shutil.copytree(run / "checkpoints/step-00000012", run / "checkpoints/step-00000020")
+    zero_middle(run / "checkpoints/step-00000020/model.safetensors")
+    r = run_cli("pretrain", "--out", str(run), "--resume", "--set", "train.keep_last=1")
+    assert r.returncode == 0, r.stderr
+    assert [d.name for d in checkpoint_dirs(run)] == ["step-00000012"]
+    assert checkpoint_problem(run / "checkpoints/step-00000012", for_training=True) is None
+    assert (run / "checkpoints/damaged/step-00000020").is_dir() and "moved the damaged step-00000020" in r.stderr

@@ -227,3 +227,21 @@ def load_checkpoint(
         scaler.load_state_dict(optim["scaler"])
     set_rng_state(read_rng(checkpoint))
     return read_json(checkpoint / "trainer.json")
+
+
+def set_aside_newer(run_dir: Path, used: Path) -> list[Path]:
+    """Move checkpoints newer than `used` (damaged ones: it is the newest intact) to checkpoints/damaged/.
+
+    Left in place they would count as the newest for `keep_last`, which could then delete the good
+    checkpoints written after the resume; moved aside they stay for inspection.
+    """
+    moved = []
+    for checkpoint in checkpoint_dirs(run_dir):
+        if int(STEP_DIR.match(checkpoint.name).group(1)) > int(STEP_DIR.match(used.name).group(1)):
+            target = Path(run_dir) / "checkpoints" / "damaged" / checkpoint.name
+            target.parent.mkdir(exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+            checkpoint.rename(target)
+            log.warning("moved the damaged %s to %s", checkpoint.name, target.parent)
+            moved.append(target)
+    return moved

@@ -49,6 +49,7 @@ from .checkpoint import (
     read_optimizer,
     read_rng,
     rng_state,
+    set_aside_newer,
     set_rng_state,
     write_checkpoint,
 )
@@ -179,6 +180,8 @@ def setup(
     )
     cfg, resume, tokenizer, train_data, val_data, order, device, amp_dtype = checked
     checkpoint = latest_intact_checkpoint(run_dir, for_training=True) if resume else None
+    if checkpoint is not None and world.is_main:
+        set_aside_newer(run_dir, checkpoint)
     torch.manual_seed(cfg.train.seed)  # the one seeding point: init weights (the same on every rank)
     model = MaskedLM(cfg.model).to(device)
     if checkpoint is not None or init_from is not None:  # weights go in before DDP/FSDP copy or shard them
@@ -847,6 +850,8 @@ def rollback(t: Trainer) -> None:
             "--resume with a lower train.lr"
         )
     checkpoint = latest_intact_checkpoint(t.run_dir, for_training=True)
+    if t.world.is_main:
+        set_aside_newer(t.run_dir, checkpoint)
     load_model_weights(t.model, checkpoint)
     kept = t.state
     t.state = restore(checkpoint, t.parallel, t.optimizer, t.scaler, t.world, t.device, cfg.seed)
