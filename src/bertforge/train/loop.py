@@ -253,14 +253,16 @@ def check_inputs(
     tokenizer, train_data, val_data = open_data(data_dir)
     template = train_data.manifest.get("data", {}).get("template", "")
     cfg = resolve_config(cfg, tokenizer, train_data.seq_len, None if resume else init_from, template)
-    if resume and (run_dir / "config.yaml").is_file():
-        check_resume_settings(load_config(run_dir / "config.yaml"), cfg, allow_changed_settings, world)
     if cfg.train.loss_on == "response" and not train_data.has_loss_mask:
         train_data.loss_mask([0])  # the DataError that says how to make shards with a loss mask
     phases.check_data(cfg, train_data)  # pairs for mlm+nsp/sop, shards for every sequence-length phase
     order = batch_order(cfg.train, len(train_data), world)
     device, amp_dtype = devices(cfg.train, world)
     cfg = record_precision(cfg, device, world)
+    if resume and (run_dir / "config.yaml").is_file():  # `auto` resolved on both sides (older runs saved "auto")
+        saved = load_config(run_dir / "config.yaml")
+        saved = replace(saved, train=replace(saved.train, precision=precision_choice(saved.train.precision, device)[0]))
+        check_resume_settings(saved, cfg, allow_changed_settings, world)
     return Checked(cfg, resume, tokenizer, train_data, val_data, order, device, amp_dtype)
 
 
