@@ -21,6 +21,7 @@ import threading
 import torch
 
 from ..config import TrainConfig
+from ..finite import first_non_finite
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -69,7 +70,7 @@ def all_finite(*values: torch.Tensor) -> bool:
 
 def weights_finite(state: dict[str, torch.Tensor]) -> bool:
     """True when every floating-point tensor of a state dict is finite (checked before each save)."""
-    return all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+    return first_non_finite(state) is None
 
 
 class Poison:

@@ -8,23 +8,13 @@ import math
 from pathlib import Path
 
 from ..files import atomic_write_text
+from ..finite import dumps
 
 log = logging.getLogger(__name__)
 
 
 def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 50 else float("inf")
-
-
-def json_safe(value):
-    """NaN and infinities become null: metrics.jsonl stays valid JSON (RFC 8259) for every reader."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 class MetricsWriter:
@@ -53,9 +43,8 @@ class MetricsWriter:
     def write(self, split: str, step: int, values: dict) -> None:
         if not self.enabled:
             return
-        record = json_safe({"split": split, "step": step, **values})
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, allow_nan=False) + "\n")
+        with open(self.path, "a", encoding="utf-8") as f:  # strict JSON: a NaN loss is written null
+            f.write(dumps({"split": split, "step": step, **values}) + "\n")
         if self.tb is not None:
             for key, value in values.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
