@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -151,3 +152,34 @@ def make_causal_run(run_dir: Path, tokenizer, template: str = "", seed: int = 0,
     save_tensors(checkpoint / "model.safetensors", net.state_dict())
     write_json(checkpoint / "trainer.json", {"step": 1, "batches": 1, "tokens": 32, "elapsed_s": 1.0})
     return run_dir
+
+
+@contextlib.contextmanager
+def serving(run_dir: Path):
+    """`bertforge serve RUN` on a free loopback port, as a user starts it: yields (port, /api/info,
+    the process); stopped with SIGINT on exit (its stderr is then in `process.stderr_text`)."""
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bertforge", "serve", str(run_dir), "--port", str(port), "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        deadline, info = time.monotonic() + 60, None
+        while info is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=2).json()
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert info is not None, server.poll()
+        yield port, info, server
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, server.stderr_text = server.communicate(timeout=30)

@@ -4,12 +4,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -18,7 +14,7 @@ import pytest
 from bertforge.config import CorpusConfig
 from bertforge.corpus import iter_documents
 from bertforge.errors import DataError
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, serving
 
 
 @pytest.mark.parametrize("args, flag", [
@@ -143,21 +139,7 @@ def test_intact_shards_pass_the_id_check(data_dir):
 def test_server_logs_no_traceback_when_a_client_disconnects_mid_body(tiny_run):
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bertforge", "serve", str(tiny_run), "--port", str(port), "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    try:
-        deadline, info = time.monotonic() + 60, None
-        while info is None and time.monotonic() < deadline and server.poll() is None:
-            try:
-                info = httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=2).json()
-            except httpx.TransportError:
-                time.sleep(0.2)
-        assert info is not None, server.poll()
+    with serving(tiny_run) as (port, _, server):
         for _ in range(3):  # the body promises 1000 bytes, 20 arrive, then the client is gone
             with socket.create_connection(("127.0.0.1", port)) as c:
                 c.sendall(b"POST /api/fill-mask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -166,7 +148,5 @@ def test_server_logs_no_traceback_when_a_client_disconnects_mid_body(tiny_run):
         time.sleep(0.5)
         r = httpx.post(f"http://127.0.0.1:{port}/api/fill-mask", json={"text": "She <mask> home."}, timeout=10)
         assert r.status_code == 200  # still serving
-    finally:
-        server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=30)
+    err = server.stderr_text
     assert "Traceback" not in err and "Exception" not in err, err

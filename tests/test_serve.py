@@ -15,7 +15,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from bertforge.finetune import finetune  # noqa: E402
 from bertforge.infer import embed, fill_mask, load_run  # noqa: E402
 from bertforge.serve import create_app  # noqa: E402
-from conftest import assert_one_line_error, datafile, run_cli  # noqa: E402
+from conftest import assert_one_line_error, datafile, run_cli, serving  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -144,35 +144,13 @@ def test_serve_cli_refuses_a_taken_port_and_a_folder_that_is_no_model(tiny_run, 
 
 
 def test_serve_cli_answers_on_127_0_0_1_until_stopped(tiny_run):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bertforge", "serve", str(tiny_run), "--port", str(port), "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    try:
-        deadline, info = time.monotonic() + 60, None
-        while info is None and time.monotonic() < deadline and server.poll() is None:
-            try:
-                info = httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=2).json()
-            except httpx.TransportError:
-                time.sleep(0.2)
-        assert info is not None and info["kind"] == "pretrain", server.poll()
+    with serving(tiny_run) as (port, info, server):
+        assert info["kind"] == "pretrain"
         r = httpx.post(f"http://127.0.0.1:{port}/api/fill-mask", json={"text": "She <mask> home."}, timeout=10)
         assert r.status_code == 200 and len(r.json()["masks"][0]) == 5
-    finally:
-        server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=30)
-    assert f"http://127.0.0.1:{port}" in err
+    assert f"http://127.0.0.1:{port}" in server.stderr_text
 
 
 def test_a_ner_folder_gets_the_tag_panel(tiny_run, tmp_path):

@@ -30,8 +30,12 @@ class Interrupted(KeyboardInterrupt):
     """The run stopped on a signal after saving; `signum` says which (exit code 128 + signum)."""
 
     def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
+        super().__init__(signal_name(signum))
         self.signum = signum
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
 
 
 class StopFlag:

@@ -54,7 +54,7 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .distributed import World
-from .guard import Interrupted, Poison, all_finite, stop_signals, weights_finite
+from .guard import Interrupted, Poison, all_finite, signal_name, stop_signals, weights_finite
 from .metrics import MetricsWriter
 from .samples import log_samples
 from .schedule import lr_factor, planned_steps, time_fraction
@@ -806,12 +806,6 @@ def stopping(t: Trainer, stop) -> bool:
         if raised and stop.signum is None:
             stop.signum = 15  # another rank's signal: save and stop with it
     return raised
-
-
-def signal_name(signum: int) -> str:
-    import signal
-
-    return signal.Signals(signum).name
 
 
 def bad_step(t: Trainer, out: dict) -> bool:
