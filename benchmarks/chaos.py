@@ -248,7 +248,7 @@ def poison_nan(checkpoint: Path) -> None:
     tensors[name].view(-1)[:3] = float("nan")
     save_file(tensors, str(checkpoint / "model.safetensors"))
     try:  # a NaN checkpoint written as a whole (an older bertforge, another tool): not damage
-        from bertforge.train.checkpoint import MANIFEST, write_manifest
+        from bertforge.checkpoint import MANIFEST, write_manifest
     except ImportError:  # before checkpoint manifests
         return
     if (checkpoint / MANIFEST).is_file():

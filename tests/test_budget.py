@@ -9,10 +9,10 @@ import yaml
 from bertforge.budget import load_recipes, parse_duration, pick_recipe
 from bertforge.config import RunConfig, build_config
 from bertforge.errors import ConfigError
-from bertforge.train.checkpoint import checkpoint_dirs
+from bertforge.checkpoint import checkpoint_dirs
 from bertforge.train.loop import pretrain
 from bertforge.train.metrics import read_metrics
-from bertforge.train.schedule import lr_factor
+from bertforge.train.schedule import train_lr_factor
 from conftest import assert_one_line_error, datafile, run_cli
 
 
@@ -48,10 +48,10 @@ def test_every_recipe_is_a_valid_config_with_its_budget_schedule():
 def test_lr_reaches_its_floor_exactly_at_the_budget():
     cfg = build_config(RunConfig, preset="small", recipe=pick_recipe(600, "cpu").overrides(600)).train
     warm = cfg.warmup_steps
-    assert lr_factor(warm - 1, cfg, 0, 0.01) == pytest.approx(1.0)  # end of warmup: the peak
-    assert lr_factor(warm + 10, cfg, 0, 0.5) == pytest.approx(0.5)
-    assert lr_factor(warm + 10, cfg, 0, 0.999) == pytest.approx(0.001)
-    assert lr_factor(warm + 10, cfg, 0, 1.0) == 0.0
+    assert train_lr_factor(warm - 1, cfg, 0, 0.01) == pytest.approx(1.0)  # end of warmup: the peak
+    assert train_lr_factor(warm + 10, cfg, 0, 0.5) == pytest.approx(0.5)
+    assert train_lr_factor(warm + 10, cfg, 0, 0.999) == pytest.approx(0.001)
+    assert train_lr_factor(warm + 10, cfg, 0, 1.0) == 0.0
 
 
 def tiny_budget_config(budget_s, **train):

@@ -26,8 +26,8 @@ from bertforge.model import MaskedLM
 from bertforge.shards import PackedShards
 from bertforge.tokenizer import load_tokenizer
 from bertforge.train.batches import BatchOrder
-from bertforge.train.checkpoint import checkpoint_dirs
-from bertforge.train.loop import masking_vocab
+from bertforge.checkpoint import checkpoint_dirs
+from bertforge.masking import masking_vocab
 from bertforge.train.metrics import read_metrics
 from conftest import assert_one_line_error, datafile
 

@@ -351,7 +351,7 @@ def test_pretrain_init_from_imported_model_continues_from_its_weights(kant, toke
     assert result["step"] == 2
     from bertforge.evaluate import evaluate_split
     from bertforge.shards import PackedShards
-    from bertforge.train.loop import masking_vocab
+    from bertforge.masking import masking_vocab
 
     val = PackedShards(data, "validation")
     before = evaluate_split(run.model, val, masking_vocab(run.tokenizer), 4, 2, cfg.train.eval_seed)

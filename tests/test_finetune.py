@@ -29,7 +29,7 @@ from bertforge.finetune import (
 from bertforge.model import IGNORE_INDEX
 from bertforge.shards import prepare
 from bertforge.tokenizer import train_tokenizer
-from bertforge.train.checkpoint import latest_checkpoint
+from bertforge.checkpoint import latest_checkpoint
 from bertforge.train.loop import pretrain
 from conftest import assert_one_line_error, datafile, run_cli
 

@@ -14,7 +14,7 @@ import torch
 
 from bertforge.files import load_tensors, save_tensors
 from bertforge.finite import dumps, json_safe
-from bertforge.train.checkpoint import MANIFEST, latest_checkpoint, write_manifest
+from bertforge.checkpoint import MANIFEST, latest_checkpoint, write_manifest
 from conftest import assert_one_line_error, make_causal_run, run_cli
 
 

@@ -19,7 +19,7 @@ import torch
 from bertforge.config import build_config
 from bertforge.errors import DataError, DivergedError
 from bertforge.files import LOCK_FILE, load_tensors
-from bertforge.train.checkpoint import checkpoint_dirs, checkpoint_problem, latest_intact_checkpoint
+from bertforge.checkpoint import checkpoint_dirs, checkpoint_problem, latest_intact_checkpoint
 from bertforge.train.loop import pretrain
 from bertforge.train.metrics import read_metrics
 from conftest import assert_one_line_error, run_cli

@@ -9,7 +9,7 @@ import torch
 from bertforge.config import build_config
 from bertforge.errors import DataError
 from bertforge.files import load_tensors
-from bertforge.train.checkpoint import checkpoint_dirs
+from bertforge.checkpoint import checkpoint_dirs
 from bertforge.train.loop import pretrain
 from bertforge.train.metrics import read_metrics
 

@@ -55,8 +55,9 @@ from .runtime import autocast, autocast_dtype, resolve_device
 from .shards import PackedShards, prepare
 from .tokenizer import SPECIAL_TOKENS, TextTokenizer, load_tokenizer, train_tokenizer
 from .train.batches import BatchOrder
-from .train.checkpoint import save_checkpoint
-from .train.loop import TrainerState, build_optimizer, resolve_config, setup, train_step
+from .checkpoint import save_checkpoint
+from .train.loop import TrainerState, resolve_config, setup, train_step
+from .train.optim import build_optimizer, optimizer_step
 
 # The text the benchmarks read, by the layout of their data folder (--data-dir, else $BERTFORGE_DATA,
 # else the repository's tests/data). `train` trains the tokenizer and gives the training sequences;
@@ -406,9 +407,7 @@ def train_reference(job: TrainJob) -> dict:
         with autocast(device, amp_dtype):
             loss = train_model(**batch).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad_norm or float("inf"))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(optimizer, model.parameters(), t.clip_grad_norm)
         return sum(sum(e["attention_mask"]) for e in examples), loss
 
     return timed_steps(step, job.steps, job.warmup_steps, device)

@@ -94,7 +94,7 @@ def bench_downstream(
 def pretrain_steps(run: Path) -> int:
     """Optimizer steps the pretraining took (from its latest checkpoint)."""
     from .files import read_json
-    from .train.checkpoint import latest_checkpoint
+    from .checkpoint import latest_checkpoint
 
     return int(read_json(latest_checkpoint(run) / "trainer.json")["step"])
 

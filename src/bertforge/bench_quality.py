@@ -28,7 +28,7 @@ import torch
 
 from .bench import synchronize
 from .budget import format_duration, machine_kind, pick_recipe
-from .config import TrainConfig, build_config, merge, parse_overrides
+from .config import build_config, merge, parse_overrides
 from .corpus import iter_documents
 from .errors import DataError
 from .evaluate import evaluate_split
@@ -39,6 +39,7 @@ from .shards import PackedShards, prepare
 from .tokenizer import load_tokenizer, train_tokenizer
 from .train.batches import BatchOrder
 from .train.loop import resolve_config, setup, train_step
+from .train.optim import optimizer_step, set_lr
 from .train.schedule import lr_factor
 
 log = logging.getLogger("bertforge")
@@ -183,19 +184,14 @@ def reference_side(cfg, data_dir: Path, tokenizer, budget_s: float, device: torc
     shards = PackedShards(data_dir, "train")
     order = BatchOrder(len(shards), cfg.train.batch_size, cfg.train.seed)
     special = special_token_table(tokenizer)
-    schedule = TrainConfig(lr=REFERENCE_LR, warmup_steps=REFERENCE_WARMUP, schedule="linear",
-                                   max_steps=0, max_time_s=budget_s)
     state = {"step": 0}
 
     def step(clock: float) -> int:
-        for group in optimizer.param_groups:
-            group["lr"] = REFERENCE_LR * lr_factor(state["step"], schedule, 0, clock / budget_s)
+        set_lr(optimizer, REFERENCE_LR * lr_factor(state["step"], 0, REFERENCE_WARMUP, time_fraction=clock / budget_s))
         examples = run_mlm_examples(shards[order.indices(state["step"])], shards.pad_id, special)
         batch = {k: v.to(device) for k, v in collator(examples).items()}
         model(**batch).loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(optimizer, model.parameters(), 1.0)
         state["step"] += 1
         return int(batch["attention_mask"].sum())
 

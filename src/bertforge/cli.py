@@ -423,7 +423,7 @@ def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_split
     from .infer import load_run
     from .shards import PackedShards, check_compatible, load_manifest, prepare
-    from .train.loop import masking_vocab
+    from .masking import masking_vocab
 
     run = load_run(args.run, device=args.device)
     vocab = masking_vocab(run.tokenizer)

@@ -19,7 +19,6 @@ import codecs
 import csv
 import dataclasses
 import gzip
-import importlib
 import io
 import itertools
 import json
@@ -38,7 +37,7 @@ from typing import IO, Any
 import numpy as np
 
 from .config import CorpusConfig
-from .errors import DataError
+from .errors import DataError, require
 
 log = logging.getLogger(__name__)
 
@@ -252,12 +251,9 @@ def extension(path: Path) -> str:
 
 def _require(module: str, package: str, extra: str, needed_by: object) -> ModuleType:
     """Import an optional dependency, or say which package to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise DataError(
-            f"{needed_by}: reading it needs {package}: pip install {package} (or pip install 'bertforge[{extra}]')"
-        ) from None
+    return require(
+        module, f"{needed_by}: reading it needs {package}: pip install {package} (or pip install 'bertforge[{extra}]')"
+    )
 
 
 def _open_binary(path: Path) -> IO[bytes]:

@@ -44,7 +44,7 @@ def run_demo(out: Path, corpus: str | None = None, max_steps: int = 2000, progre
     from .corpus import iter_documents
     from .shards import prepare
     from .tokenizer import train_tokenizer
-    from .train.checkpoint import checkpoint_dirs
+    from .checkpoint import checkpoint_dirs
     from .train.loop import pretrain
 
     if corpus is not None:  # a bad --corpus is one error line before anything is written

@@ -15,3 +15,14 @@ class DataError(BertforgeError):
 
 class DivergedError(BertforgeError):
     """Training kept producing non-finite losses or gradients after every allowed rollback."""
+
+
+def require(module: str, message: str):
+    """Import an optional dependency (scikit-learn, pyarrow, matplotlib...), or raise DataError(message)
+    saying which package to install: a missing extra is something the user can fix."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DataError(message) from None

@@ -21,7 +21,6 @@ from .masking import MaskingVocab, causal_labels, mask_tokens, sequence_seeds
 from .model import MaskedLM
 from .pairs import pair_inputs
 from .runtime import autocast
-from .train.metrics import perplexity
 
 EVAL_MASKING = MaskingConfig()
 SUM_KEYS = ("loss_sum", "masked_tokens", "correct", "correct5")
@@ -30,6 +29,10 @@ PAIR_SUM_KEYS = ("sentence_loss_sum", "sentence_correct", "sentence_pairs")  # m
 ACCURACY_KEY = {
     "mlm": "masked_accuracy", "clm": "next_token_accuracy", "mlm+nsp": "masked_accuracy", "mlm+sop": "masked_accuracy",
 }
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 50 else float("inf")
 
 
 def attention_mask_for(ids: np.ndarray, pad_id: int) -> torch.Tensor | None:

@@ -778,7 +778,7 @@ def import_hf(hf_dir: str | Path, out_run: str | Path) -> Path:
 
 def init_run(path: str | Path, scratch: str | Path) -> Path:
     """A run folder for `pretrain --init-from PATH`: PATH if it is a run, else PATH imported into `scratch`."""
-    from .train.checkpoint import latest_intact_checkpoint
+    from .checkpoint import latest_intact_checkpoint
 
     path = Path(path)
     if (path / "config.yaml").is_file():

@@ -15,7 +15,7 @@ from .finite import check_finite_model
 from .model import MaskedLM
 from .runtime import resolve_device
 from .tokenizer import TextTokenizer, load_tokenizer
-from .train.checkpoint import latest_intact_checkpoint, load_model_weights
+from .checkpoint import latest_intact_checkpoint, load_model_weights
 
 MASK_SPELLINGS = re.compile(r"\[MASK\]|<mask>")
 

@@ -137,3 +137,10 @@ def causal_labels(ids: torch.Tensor, pad_id: int, loss_mask: torch.Tensor | None
         keep &= loss_mask[:, 1:].bool()
     labels[:, :-1] = torch.where(keep, target, IGNORE_INDEX)
     return labels
+
+
+def masking_vocab(tokenizer) -> MaskingVocab:
+    """The MaskingVocab of a TextTokenizer (its size, special ids, mask id and word starts)."""
+    return MaskingVocab.build(
+        tokenizer.vocab_size, tokenizer.special_ids, tokenizer.mask_id, tokenizer.word_start_table()
+    )

@@ -256,7 +256,7 @@ def load_start_weights(model, checkpoint: Path) -> None:
     does not train is dropped, one it trains and the start run lacks starts fresh (BERT's init);
     everything else must match, as `load_model_weights` checks."""
     from .files import load_tensors
-    from .train.checkpoint import load_model_weights
+    from .checkpoint import load_model_weights
 
     state = load_tensors(Path(checkpoint) / "model.safetensors")
     head = {k for k in state if k.startswith("sentence.")}

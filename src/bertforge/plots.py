@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DataError, require
 from .files import atomic_write_bytes
 from .train.metrics import read_metrics
 
@@ -27,15 +27,11 @@ def _value(record: dict, key: str):
     return record.get(key)
 
 
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: no display needed
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise DataError("plots need matplotlib: pip install matplotlib (or bertforge[finetune])") from None
-    return plt
+def pyplot():
+    """matplotlib.pyplot drawing into files only (no display needed), or one error line saying what to install."""
+    matplotlib = require("matplotlib", "plots need matplotlib: pip install matplotlib (or bertforge[finetune])")
+    matplotlib.use("Agg")
+    return require("matplotlib.pyplot", "plots need matplotlib: pip install matplotlib (or bertforge[finetune])")
 
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> Path:
@@ -46,7 +42,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
     for name, records in runs.items():
         if not records:
             raise DataError(f"{name}: no metrics.jsonl records; is it a run folder from `bertforge pretrain`?")
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import EngFormatter
 
     # Three panels a row: five in one row were unreadable at a page's normal width.

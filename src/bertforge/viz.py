@@ -19,7 +19,7 @@ import numpy as np
 from .errors import DataError
 from .files import atomic_write_bytes, atomic_write_text, read_json
 from .infer import LoadedRun, word_pieces
-from .plots import _pyplot
+from .plots import pyplot
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def pca(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def pca_png(words: list[str], vectors: np.ndarray, title: str = "") -> bytes:
     """A labelled 2D scatter of the words on their first two principal components, 800 x 700 px."""
     coords, share = pca(vectors, 2)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 7), constrained_layout=True)
     ax.scatter(coords[:, 0], coords[:, 1], s=18, color="#3b6ea5")
     size = 10 if len(words) <= 50 else 8 if len(words) <= 150 else 6
@@ -109,7 +109,7 @@ def heatmap_png(words: list[str], vectors: np.ndarray) -> bytes:
     words, vectors = words[:HEATMAP_MAX], vectors[:HEATMAP_MAX]
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     sims = unit @ unit.T
-    plt = _pyplot()
+    plt = pyplot()
     side = max(6.0, 0.22 * len(words) + 2.5)
     fig, ax = plt.subplots(figsize=(side + 1.2, side), constrained_layout=True)
     image = ax.imshow(sims, cmap="RdBu_r", vmin=-1, vmax=1)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, require
 from ..model import IGNORE_INDEX
 from ..tokenizer import TextTokenizer
 from .config import INTEGER, FinetuneConfig
@@ -35,16 +35,9 @@ class NerData:
     tags: list[list[str]]  # one IOB2 tag per word
 
 
-def _require(module: str, package: str):
-    """Import an optional dependency, or say which package to install."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise DataError(
-            f"fine-tuning needs {package}: pip install {package} (or pip install 'bertforge[finetune]')"
-        ) from None
+def require_package(module: str, package: str):
+    """Import an optional dependency of fine-tuning, or say which package to install."""
+    return require(module, f"fine-tuning needs {package}: pip install {package} (or pip install 'bertforge[finetune]')")
 
 
 def read_table(path: str | Path, columns: dict[str, str]) -> list[dict[str, str]]:

@@ -22,7 +22,7 @@ from .data import (
     ClassifyData, Encoded, NerData, encode_classification, encode_ner, label_ids, label_list, read_classification,
     read_conll, truncating,
 )
-from .metrics import _scalars, single_class_prediction
+from .metrics import scalars, single_class_prediction
 from .model import Classifier, Source, freeze, load_encoder, load_source
 from .report import confusion_png, majority_baseline, report_text, tfidf_baseline
 from .training import Context, Fit, balanced_weights, evaluate, fit
@@ -134,7 +134,7 @@ def run_baselines(ctx: Context, source: Source, task: Task, random_init: bool, p
     log.info("baseline: the same fine-tuning from a randomly initialised encoder")
     _, result, scores = train_and_score(ctx, source, task, "random", progress)
     out["random_init"] = {
-        "best_epoch": result.best["epoch"], "steps": result.history[-1]["step"], **{n: _scalars(s) for n, s in scores.items()},
+        "best_epoch": result.best["epoch"], "steps": result.history[-1]["step"], **{n: scalars(s) for n, s in scores.items()},
     }
     collapsed = collapse_warnings(task, scores, ctx.cfg.finetune.lr, who="the random-init baseline")
     if collapsed:

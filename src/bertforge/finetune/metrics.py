@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .data import _require
+from .data import require_package
 
 # ---------------------------------------------------------------- metrics and reports
 
@@ -10,7 +10,7 @@ from .data import _require
 def classify_metrics(gold: list[int], pred: list[int], labels: list) -> dict:
     """Accuracy, macro F1 (every class counts the same, whatever its size), Matthews correlation
     (GLUE's CoLA metric: 0 for a constant or random guess, 1 for perfect) and the confusion matrix."""
-    metrics = _require("sklearn.metrics", "scikit-learn")
+    metrics = require_package("sklearn.metrics", "scikit-learn")
     ids = list(range(len(labels)))
     return {
         "accuracy": float(metrics.accuracy_score(gold, pred)),
@@ -32,7 +32,7 @@ def single_class_prediction(confusion: list[list[int]]) -> int | None:
 
 def ner_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
     """Entity-level precision / recall / F1 (seqeval, exact spans and types) and token accuracy."""
-    seqeval = _require("seqeval.metrics", "seqeval")
+    seqeval = require_package("seqeval.metrics", "seqeval")
     return {
         "precision": float(seqeval.precision_score(gold, pred, zero_division=0)),
         "recall": float(seqeval.recall_score(gold, pred, zero_division=0)),
@@ -41,9 +41,9 @@ def ner_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
     }
 
 
-def _scalars(scores: dict) -> dict:
+def scalars(scores: dict) -> dict:
     return {k: v for k, v in scores.items() if isinstance(v, float)}
 
 
-def _brief(scores: dict) -> str:
-    return "  ".join(f"{k} {v:.4f}" for k, v in _scalars(scores).items())
+def brief(scores: dict) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in scalars(scores).items())

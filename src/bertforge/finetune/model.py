@@ -123,7 +123,7 @@ class Source:
 
 def load_source(path: str | Path) -> Source:
     """A run's latest checkpoint, a fine-tuned folder's encoder, or a Hugging Face BERT/RoBERTa folder."""
-    from ..train.checkpoint import latest_intact_checkpoint
+    from ..checkpoint import latest_intact_checkpoint
 
     path = Path(path)
     if (path / LABELS_FILE).is_file():

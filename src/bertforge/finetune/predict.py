@@ -43,7 +43,7 @@ class Finetuned:
 
 def load_finetuned(path: str | Path, device: str = "auto") -> Finetuned:
     """A fine-tuning folder's model in eval mode, with its tokenizer and label map."""
-    from ..train.checkpoint import load_model_weights
+    from ..checkpoint import load_model_weights
 
     path = Path(path)
     if not (path / LABELS_FILE).is_file() or not (path / CONFIG_FILE).is_file():

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 
 from .config import FinetuneRunConfig
-from .data import ClassifyData, Encoded, _require
-from .metrics import _scalars, classify_metrics
+from .data import ClassifyData, Encoded, require_package
+from .metrics import scalars, classify_metrics
 from .model import Classifier
 from .training import Context, predict_encoded
 
@@ -19,14 +19,14 @@ def report_text(ctx: Context, model: Classifier, splits: dict[str, tuple[Encoded
     for name, (data, gold) in splits.items():
         probs, _ = predict_encoded(model, ctx, data)
         if ctx.task == "classify":
-            metrics = _require("sklearn.metrics", "scikit-learn")
+            metrics = require_package("sklearn.metrics", "scikit-learn")
             pred = [int(p.argmax()) for p in probs]
             body = metrics.classification_report(
                 gold, pred, labels=list(range(len(ctx.labels))), target_names=[str(v) for v in ctx.labels],
                 digits=4, zero_division=0,
             )
         else:
-            seqeval = _require("seqeval.metrics", "seqeval")
+            seqeval = require_package("seqeval.metrics", "seqeval")
             names = lambda rows: [[ctx.labels[i] for i in row] for row in rows]  # noqa: E731
             pred = [p.argmax(axis=-1) for p in probs]
             body = seqeval.classification_report(names(gold), names(pred), digits=4, zero_division=0)
@@ -36,7 +36,7 @@ def report_text(ctx: Context, model: Classifier, splits: dict[str, tuple[Encoded
 
 def confusion_png(matrix: list[list[int]], labels: list, title: str) -> bytes:
     """A confusion matrix heat map as PNG bytes (matplotlib's Agg canvas, no global backend change)."""
-    _require("matplotlib", "matplotlib")
+    require_package("matplotlib", "matplotlib")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -63,7 +63,7 @@ def confusion_png(matrix: list[list[int]], labels: list, title: str) -> bytes:
 def majority_baseline(train_ids: list[int], golds: dict[str, list[int]], labels: list) -> dict:
     """Always the most frequent training label: the floor any classifier must clear."""
     top = Counter(train_ids).most_common(1)[0][0]
-    scores = {name: _scalars(classify_metrics(gold, [top] * len(gold), labels)) for name, gold in golds.items()}
+    scores = {name: scalars(classify_metrics(gold, [top] * len(gold), labels)) for name, gold in golds.items()}
     return {"label": labels[top], **scores}
 
 
@@ -88,7 +88,7 @@ def tfidf_baseline(
 ) -> dict:
     """TF-IDF + logistic regression, tuned like the model: n-grams and C chosen on the validation split
     (the one the model's best epoch is picked on), never on a reported test split, so the baseline is fair."""
-    _require("sklearn", "scikit-learn")
+    require_package("sklearn", "scikit-learn")
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -108,7 +108,7 @@ def tfidf_baseline(
                 best = (value, features, c, vectorizer, model)
     _, features, c, vectorizer, model = best
     scores = {
-        name: _scalars(classify_metrics(gold, model.predict(vectorizer.transform(_join(data))).tolist(), labels))
+        name: scalars(classify_metrics(gold, model.predict(vectorizer.transform(_join(data))).tolist(), labels))
         for name, (data, gold) in splits.items()
     }
     return {"setting": {"features": features, "C": c, "chosen_on": "validation", "metric": metric}, **scores}

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainConfig
 from ..console import live_progress
 from ..model import IGNORE_INDEX
 from ..runtime import autocast
+from ..train.optim import build_optimizer, optimizer_step, set_lr
+from ..train.schedule import lr_factor
 from .config import FinetuneConfig, FinetuneRunConfig
 from .data import Encoded, collate, length_grouped_batches
-from .metrics import _brief, _scalars, classify_metrics, ner_metrics
+from .metrics import brief, scalars, classify_metrics, ner_metrics
 from .model import Classifier
 
 log = logging.getLogger(__name__)
@@ -70,24 +70,19 @@ def train_epoch(
     model: Classifier, ctx: Context, data: Encoded, epoch: int, optimizer, step: int, total: int, bar
 ) -> tuple[int, float]:
     """One pass in a seeded shuffled order (stops at `total` steps); returns the step and the mean loss."""
-    from ..train.schedule import lr_factor
-
     cfg = ctx.cfg.finetune
-    schedule = TrainConfig(warmup_steps=round(cfg.warmup_fraction * total), max_steps=total, schedule="linear")
+    warmup = round(cfg.warmup_fraction * total)
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
     model.train()
     losses = []
     for index in length_grouped_batches([len(ids) for ids in data.ids], cfg.batch_size, generator):
         if step >= total:
             break
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, schedule, total)
+        set_lr(optimizer, cfg.lr * lr_factor(step, total, warmup))
         batch = collate(data, index, ctx.pad_id, ctx.device)
         loss = loss_of(forward(model, ctx, batch), batch["labels"], ctx.class_weight)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm or float("inf"))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(optimizer, model.parameters(), cfg.clip_grad_norm)
         step += 1
         losses.append(loss.detach())
         bar.update(1)
@@ -149,8 +144,6 @@ def fit(model: Classifier, ctx: Context, train: Encoded, val: Encoded, val_gold,
     """Train, evaluate after each epoch, keep the best weights, stop early after `patience` misses."""
     from tqdm.auto import tqdm
 
-    from ..train.loop import build_optimizer
-
     cfg = ctx.cfg.finetune
     total, per_epoch = step_plan(cfg, len(train))
     optimizer = build_optimizer(model, cfg, ctx.device)
@@ -159,9 +152,9 @@ def fit(model: Classifier, ctx: Context, train: Encoded, val: Encoded, val_gold,
         for epoch in range(1, math.ceil(total / per_epoch) + 1):
             step, train_loss = train_epoch(model, ctx, train, epoch, optimizer, step, total, bar)
             scores = evaluate(model, ctx, val, val_gold)
-            record = {"epoch": epoch, "step": step, "train_loss": train_loss, "validation": _scalars(scores)}
+            record = {"epoch": epoch, "step": step, "train_loss": train_loss, "validation": scalars(scores)}
             history.append(record)
-            log.info("epoch %d (step %d): train loss %.4f | validation %s", epoch, step, train_loss, _brief(scores))
+            log.info("epoch %d (step %d): train loss %.4f | validation %s", epoch, step, train_loss, brief(scores))
             if improved(cfg.best_metric, scores[cfg.best_metric], best and best["validation"][cfg.best_metric]):
                 best, misses = record, 0
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

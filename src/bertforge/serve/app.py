@@ -144,12 +144,12 @@ class ServedModel:
             return plot_runs([self.path], Path(tmp) / "curves.png", x="tokens").read_bytes()
 
     def _finetune_curves(self) -> bytes:
-        from ..plots import _pyplot
+        from ..plots import pyplot
 
         epochs = self._finetune_metrics().get("epochs", [])
         if not epochs:
             return b""
-        plt = _pyplot()
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 3.4), constrained_layout=True)
         x = [e["epoch"] for e in epochs]
         ax.plot(x, [e["train_loss"] for e in epochs], marker=".", label="train loss")

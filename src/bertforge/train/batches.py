@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 
 class BatchOrder:
@@ -48,3 +48,14 @@ class BatchOrder:
         start = (j * self.world_size + self.rank) * self.batch_size
         # Sorted reads are faster on a memmap; order inside a batch does not matter to the loss.
         return np.sort(self._perm[start : start + self.batch_size])
+
+
+def batch_order(cfg, num_sequences: int, world) -> BatchOrder:
+    """This rank's share of every global micro-batch: batch_size / world size sequences."""
+    if cfg.batch_size % world.size:
+        b, n = cfg.batch_size, world.size
+        raise ConfigError(
+            f"train.batch_size {b} (the global micro-batch) is not divisible by the {n} ranks; "
+            f"use a multiple of {n}, e.g. {max(n, b - b % n)} or {b - b % n + n}"
+        )
+    return BatchOrder(num_sequences, cfg.batch_size // world.size, cfg.seed, world.rank, world.size)

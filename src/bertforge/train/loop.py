@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -33,7 +32,7 @@ from ..config import RunConfig, TrainConfig, load_config, save_config, to_dict
 from ..errors import ConfigError, DataError, DivergedError
 from ..evaluate import ACCURACY_KEY, attention_mask_for, eval_sequences, evaluate_sums, metrics_from_sums
 from ..files import read_json, write_json
-from ..masking import MaskingVocab, causal_labels, mask_tokens, sequence_seeds
+from ..masking import MaskingVocab, causal_labels, mask_tokens, masking_vocab, sequence_seeds
 from ..model import IGNORE_INDEX, MaskedLM, count_parameters
 from ..console import live_progress, show_logs_without_setup
 from ..runtime import autocast, autocast_dtype, precision_choice, resolve_device
@@ -41,8 +40,8 @@ from ..shards import PackedShards, check_compatible, load_manifest
 from ..tokenizer import TextTokenizer, load_tokenizer
 from ..pairs import load_start_weights, pair_inputs
 from . import distributed, phases
-from .batches import BatchOrder
-from .checkpoint import (
+from .batches import BatchOrder, batch_order
+from ..checkpoint import (
     checkpoint_dirs,
     latest_intact_checkpoint,
     load_model_weights,
@@ -57,7 +56,8 @@ from .distributed import World
 from .guard import Interrupted, Poison, all_finite, signal_name, stop_signals, weights_finite
 from .metrics import MetricsWriter
 from .samples import log_samples
-from .schedule import lr_factor, planned_steps, time_fraction
+from .optim import build_optimizer, optimizer_step, set_lr
+from .schedule import planned_steps, time_fraction, train_lr_factor
 
 log = logging.getLogger(__name__)
 
@@ -129,19 +129,6 @@ def resolve_config(
     return replace(cfg, model=model, data=replace(cfg.data, seq_len=seq_len, template=template))
 
 
-def build_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only: biases and LayerNorm gains are not decayed."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.AdamW(
-        groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, **fast
-    )
-
-
 def open_data(data_dir: Path) -> tuple[TextTokenizer, PackedShards, PackedShards | None]:
     manifest = load_manifest(data_dir)
     tokenizer = load_tokenizer(Path(data_dir) / "tokenizer")
@@ -149,12 +136,6 @@ def open_data(data_dir: Path) -> tuple[TextTokenizer, PackedShards, PackedShards
     train = PackedShards(data_dir, "train")
     val = PackedShards(data_dir, "validation") if manifest.get("splits", {}).get("validation") else None
     return tokenizer, train, val
-
-
-def masking_vocab(tokenizer: TextTokenizer) -> MaskingVocab:
-    return MaskingVocab.build(
-        tokenizer.vocab_size, tokenizer.special_ids, tokenizer.mask_id, tokenizer.word_start_table()
-    )
 
 
 def setup(
@@ -348,17 +329,6 @@ def should_resume(run_dir: Path, resume: bool, world: World) -> bool:
     return resume
 
 
-def batch_order(cfg: TrainConfig, num_sequences: int, world: World) -> BatchOrder:
-    """This rank's share of every global micro-batch: batch_size / world size sequences."""
-    if cfg.batch_size % world.size:
-        b, n = cfg.batch_size, world.size
-        raise ConfigError(
-            f"train.batch_size {b} (the global micro-batch) is not divisible by the {n} ranks; "
-            f"use a multiple of {n}, e.g. {max(n, b - b % n)} or {b - b % n + n}"
-        )
-    return BatchOrder(num_sequences, cfg.batch_size // world.size, cfg.seed, world.rank, world.size)
-
-
 def dropout_seed(seed: int, rank: int) -> int:
     return seed + 1_000_003 * rank
 
@@ -461,9 +431,8 @@ def train_step(t: Trainer) -> dict:
     if t.state.step == cfg.warmup_steps:
         t.state.warmup_end_s = t.state.elapsed_s
     spent = time_fraction(t.state.elapsed_s, t.state.warmup_end_s, cfg.max_time_s)
-    lr = cfg.lr * t.state.lr_scale * lr_factor(t.state.step, cfg, t.total_steps, spent)
-    for group in t.optimizer.param_groups:
-        group["lr"] = lr
+    lr = cfg.lr * t.state.lr_scale * train_lr_factor(t.state.step, cfg, t.total_steps, spent)
+    set_lr(t.optimizer, lr)
     batches = [next_batch(t) for _ in range(cfg.grad_accum_steps)]
     poison = t.poison.now(t.state.step)
     counts = torch.tensor([sum(b.masked for b in batches), sum(b.tokens for b in batches)])
@@ -486,24 +455,13 @@ def train_step(t: Trainer) -> dict:
         if out.sentence_loss is not None:
             sentence_sum += out.sentence_loss.detach() * (b.masked / max(masked, 1))
     t.state.tokens += tokens
-    if t.scaler:
-        t.scaler.unscale_(t.optimizer)
-    grad_norm = distributed.clip_grad_norm(t.model.parameters(), cfg.clip_grad_norm or float("inf"))
-    if not step_is_finite(t, loss_sum, grad_norm):  # never let a NaN/inf reach the weights
-        t.optimizer.zero_grad(set_to_none=True)
-        if t.scaler:
-            t.scaler.update()  # the scaler lowers its scale after an inf, as when it skips a step itself
-        t.state.step += 1
-        t.state.skipped_steps += 1
-        return {"loss": loss_sum, "grad_norm": grad_norm, "lr": lr, "sentence_loss": sentence_sum, "skipped": True}
-    if t.scaler:
-        t.scaler.step(t.optimizer)
-        t.scaler.update()
-    else:
-        t.optimizer.step()
-    t.optimizer.zero_grad(set_to_none=True)
+    grad_norm, applied = optimizer_step(
+        t.optimizer, t.model.parameters(), cfg.clip_grad_norm, scaler=t.scaler, clip=distributed.clip_grad_norm,
+        accept=lambda norm: step_is_finite(t, loss_sum, norm),  # never let a NaN/inf reach the weights
+    )
     t.state.step += 1
-    return {"loss": loss_sum, "grad_norm": grad_norm, "lr": lr, "sentence_loss": sentence_sum, "skipped": False}
+    t.state.skipped_steps += not applied
+    return {"loss": loss_sum, "grad_norm": grad_norm, "lr": lr, "sentence_loss": sentence_sum, "skipped": not applied}
 
 
 def step_is_finite(t: Trainer, loss_sum: torch.Tensor, grad_norm: torch.Tensor) -> bool:

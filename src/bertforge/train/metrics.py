@@ -13,10 +13,6 @@ from ..finite import dumps
 log = logging.getLogger(__name__)
 
 
-def perplexity(loss: float) -> float:
-    return math.exp(loss) if loss < 50 else float("inf")
-
-
 class MetricsWriter:
     """Appends one JSON object per record and mirrors scalars to TensorBoard."""
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..shards import PackedShards, phase_dir
+from .batches import batch_order
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,6 @@ def switch_if_due(t) -> None:
 
 def enter(t, index: int, announce: bool = True) -> None:
     """Read phase `index`'s shards from its first step on; the LR schedule and counters carry on."""
-    from .loop import batch_order
-
     phases, cfg = t.cfg.data.phases, t.cfg.train
     phase = phases[index]
     folder = phase_data(t.phase_root, phase["seq_len"], index == 0)

@@ -27,21 +27,34 @@ def time_fraction(elapsed_s: float, warmup_end_s: float, max_time_s: float) -> f
     return (elapsed_s - warmup_end_s) / max(max_time_s - warmup_end_s, 1e-9)
 
 
-def lr_factor(step: int, cfg: TrainConfig, total_steps: int, time_fraction: float = 0.0) -> float:
+def lr_factor(
+    step: int,
+    total_steps: int,
+    warmup_steps: int,
+    schedule: str = "linear",
+    min_lr_ratio: float = 0.0,
+    time_fraction: float = 0.0,
+) -> float:
     """Multiplier of the peak LR for optimizer step `step` (0-based).
 
-    Linear warmup over `warmup_steps`, then linear / cosine decay to `min_lr_ratio` at the end
-    of the run: at the last planned step, or when the time budget is spent, whichever comes
-    first (`time_fraction` is the share of the time budget's decay used so far: see `time_fraction`).
+    Linear warmup over `warmup_steps`, then `schedule` (linear / cosine / constant) decay to
+    `min_lr_ratio` at the end of the run: at step `total_steps` (0 = no step limit), or when the
+    time budget is spent, whichever comes first (`time_fraction` is the share of the time budget's
+    decay used so far: see `time_fraction`).
     """
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
         return 1.0
-    step_progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps) if total_steps else 0.0
+    step_progress = (step - warmup_steps) / max(1, total_steps - warmup_steps) if total_steps else 0.0
     progress = min(max(step_progress, time_fraction, 0.0), 1.0)
-    if cfg.schedule == "cosine":
+    if schedule == "cosine":
         decay = 0.5 * (1.0 + math.cos(math.pi * progress))
     else:
         decay = 1.0 - progress
-    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * decay
+    return min_lr_ratio + (1.0 - min_lr_ratio) * decay
+
+
+def train_lr_factor(step: int, cfg: TrainConfig, total_steps: int, time_fraction: float = 0.0) -> float:
+    """`lr_factor` with a pretraining config's warmup, schedule and floor."""
+    return lr_factor(step, total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio, time_fraction)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError
-from ..files import (
+from .errors import DataError
+from .files import (
     atomic_write_bytes, file_hash, load_tensors, make_tmp_dir, read_json, replace_dir, save_tensors, write_json,
 )
 

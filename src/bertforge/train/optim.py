@@ -1,0 +1,63 @@
+"""The optimizer and its step, shared by pretraining, fine-tuning and the benchmarks' reference side.
+
+One step is always: set the LR, (unscale fp16 gradients,) clip, apply, clear the gradients. Having
+it once means a change (a new clip, a guard) reaches every loop that trains a model.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+
+
+def build_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only: biases and LayerNorm gains are not decayed.
+
+    `cfg` is a TrainConfig or FinetuneConfig (lr, weight_decay, adam_beta1/2, adam_eps).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, **fast
+    )
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    parameters: Iterable[torch.Tensor],
+    max_norm: float,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    clip: Callable = torch.nn.utils.clip_grad_norm_,
+    accept: Callable[[torch.Tensor], bool] | None = None,
+) -> tuple[torch.Tensor, bool]:
+    """Clip the gradients to `max_norm` (0 = no clipping), apply them, clear them: (grad norm, applied).
+
+    With an fp16 `scaler` the gradients are unscaled first and the scaler updates its scale after.
+    `accept(grad_norm)` False skips the update (the divergence guard); the gradients are still
+    cleared and the scaler still updated, as when the scaler skips an inf step itself. `clip` is
+    `distributed.clip_grad_norm` in the pretraining loop (FSDP's sharded gradients).
+    """
+    if scaler:
+        scaler.unscale_(optimizer)
+    grad_norm = clip(parameters, max_norm or float("inf"))
+    applied = accept is None or accept(grad_norm)
+    if applied:
+        if scaler:
+            scaler.step(optimizer)
+        else:
+            optimizer.step()
+    if scaler:
+        scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm, applied
