@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bertforge import bench_quality as bq
+from bertforge.bench import quality as bq
 from conftest import assert_one_line_error, datafile, run_cli
 
 

@@ -18,9 +18,9 @@ from bertforge.config import (
 )
 from bertforge.corpus import iter_documents
 from bertforge.errors import DataError
-from bertforge.export import (
-    ARCHS, export_run, from_hf_state_dict, hf_config, import_hf, init_run, key_table, to_hf_state_dict,
-)
+from bertforge.hf.exporter import export_run
+from bertforge.hf.importer import import_hf, init_run
+from bertforge.hf.keys import ARCHS, from_hf_state_dict, hf_config, key_table, to_hf_state_dict
 from bertforge.files import load_tensors, read_json, save_tensors, write_json
 from bertforge.infer import fill_mask, load_run
 from bertforge.model import MaskedLM
@@ -330,7 +330,7 @@ def test_import_drops_pooler_and_nsp_head_of_bert_for_pretraining(tokenizers, tm
         "bert.embeddings.position_ids": torch.arange(64)[None],
     }
     save_tensors(hf / "model.safetensors", {**state, **extra})
-    with caplog.at_level(logging.INFO, logger="bertforge.export"):
+    with caplog.at_level(logging.INFO, logger="bertforge.hf"):
         imported = import_hf(hf, tmp_path / "imported")
     assert "ignored 7 tensor(s)" in caplog.text and "cls.seq_relationship.weight" in caplog.text
     again = load_tensors(export_run(imported, tmp_path / "hf2") / "model.safetensors")

@@ -314,7 +314,7 @@ def padded_batch(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tenso
 def test_exported_fine_tuned_model_loads_in_transformers_with_equal_logits(sst2, ner, task, arch, tmp_path):
     """`bertforge export FT` writes ...ForSequenceClassification / ...ForTokenClassification with id2label."""
     transformers = pytest.importorskip("transformers")
-    from bertforge.export import export_run
+    from bertforge.hf.exporter import export_run
 
     folder = (sst2 if task == "classify" else ner)[0]
     ft = load_finetuned(folder, device="cpu")
@@ -330,7 +330,7 @@ def test_exported_fine_tuned_model_loads_in_transformers_with_equal_logits(sst2,
 
 
 def test_a_hugging_face_folder_can_be_fine_tuned(run, tmp_path):
-    from bertforge.export import export_run
+    from bertforge.hf.exporter import export_run
 
     hf_dir = export_run(run, tmp_path / "hf")
     train = write_tsv(tmp_path / "train.tsv", sst2_rows(0, 64))

@@ -82,7 +82,9 @@ def test_dir_lists_the_public_api():
 def test_python_api_shows_progress_and_summary_without_logging_setup(tmp_path):
     """A script (or notebook) that calls the API with no logging configured still sees what happens."""
     script = textwrap.dedent(f"""
-        from bertforge import build_config, iter_documents, prepare, pretrain, train_tokenizer
+        from bertforge import build_config, iter_documents, train_tokenizer
+        from bertforge.shards import prepare
+        from bertforge.train import pretrain
         cfg = build_config(preset="tiny", overrides={{
             "tokenizer": {{"vocab_size": 400}}, "data": {{"seq_len": 32}},
             "model": {{"hidden_size": 32, "num_heads": 4, "intermediate_size": 64, "max_seq_len": 32}},

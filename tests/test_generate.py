@@ -12,7 +12,9 @@ from bertforge import generate
 from bertforge.config import CorpusConfig, TokenizerConfig, build_config, load_config, save_config
 from bertforge.corpus import iter_documents
 from bertforge.errors import ConfigError, DataError
-from bertforge.export import causal_position_ids, export_run, import_hf
+from bertforge.hf.exporter import export_run
+from bertforge.hf.importer import import_hf
+from bertforge.hf.keys import causal_position_ids
 from bertforge.infer import LoadedRun, load_run
 from bertforge.model import MaskedLM
 from bertforge.shards import PackedShards

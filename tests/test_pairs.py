@@ -231,7 +231,8 @@ def test_resume_equals_uninterrupted_run(kind, pair_data, tmp_path):
 def test_bert_for_pretraining_export_gives_equal_mlm_and_nsp_logits_and_imports_back(pair_data, tmp_path):
     import transformers
 
-    from bertforge.export import export_run, import_hf
+    from bertforge.hf.exporter import export_run
+    from bertforge.hf.importer import import_hf
     from bertforge.infer import load_run
 
     cfg = pair_config("mlm+nsp", max_steps=4, save_every_steps=4, eval_every_steps=4)

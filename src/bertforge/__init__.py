@@ -1,6 +1,12 @@
 """bertforge: pretrain a BERT/RoBERTa-style encoder from scratch on your own text.
 
-The public Python API is the set of functions the CLI calls, one per pipeline stage:
+The public Python API: one function per command, with the CLI's power (bertforge/api.py),
+
+    bertforge.pretrain(corpus="kant.txt", out="run", budget="10m")
+    bertforge.evaluate("run", corpus="heldout.txt")
+    bertforge.export("run", "hf-model")
+
+and the stage-level functions underneath, for finer control:
 
     corpus -> tokenizer -> shards -> masking -> model -> train -> evaluate / infer / generate / export / finetune
 
@@ -14,22 +20,31 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
+    # one function per command (api.py)
+    "pretrain": "api",
+    "prepare": "api",
+    "build_tokenizer": "api",
+    "evaluate": "api",
+    "export": "api",
+    "import_hf": "api",
+    "finetune": "api",
+    "run_config": "api",
+    "load_model_folder": "api",
+    # stage-level
     "build_config": "config",
     "load_config": "config",
     "iter_documents": "corpus",
     "train_tokenizer": "tokenizer",
     "load_tokenizer": "tokenizer",
-    "prepare": "shards",
     "PackedShards": "shards",
     "mask_tokens": "masking",
     "MaskedLM": "model",
-    "pretrain": "train.loop",
     "evaluate_split": "evaluate",
     "load_run": "infer",
     "fill_mask": "infer",
+    "embed": "infer",
     "generate": "generation",
-    "export_run": "export",
-    "import_hf": "export",
+    "export_run": "hf.exporter",
     "load_finetuned": "finetune",
     "predict": "finetune",
 }

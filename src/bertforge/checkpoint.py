@@ -26,7 +26,13 @@ import torch
 
 from .errors import DataError
 from .files import (
-    atomic_write_bytes, file_hash, load_tensors, make_tmp_dir, read_json, replace_dir, save_tensors, write_json,
+    atomic_dir,
+    atomic_write_bytes,
+    file_hash,
+    load_tensors,
+    read_json,
+    save_tensors,
+    write_json,
 )
 
 log = logging.getLogger(__name__)
@@ -94,27 +100,35 @@ def save_checkpoint(
     return write_checkpoint(run_dir, model.state_dict(), optim, [rng_state()], trainer_state, keep_last)
 
 
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step-{step:08d}"
+
+
 def write_checkpoint(
     run_dir: Path, model_state: dict, optim_state: dict, rng_states: list[dict], trainer_state: dict, keep_last: int
 ) -> Path:
     """Write the states (`rng_states[r]` is rank r's) as checkpoint `step-<step>`, then prune."""
-    final = Path(run_dir) / "checkpoints" / f"step-{trainer_state['step']:08d}"
-    tmp = make_tmp_dir(final)
-    try:
-        save_tensors(tmp / "model.safetensors", model_state)
-        atomic_write_bytes(tmp / "optimizer.pt", _torch_bytes(optim_state))
-        for rank, rng in enumerate(rng_states):
-            atomic_write_bytes(tmp / rng_file(rank), _torch_bytes(rng))
-        write_json(tmp / "trainer.json", trainer_state)
-        write_manifest(tmp)
-        replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    final = checkpoint_dir(run_dir, trainer_state["step"])
+    with atomic_dir(final) as tmp:
+        write_checkpoint_files(tmp, model_state, trainer_state, optim_state, rng_states)
     complete = [d for d in checkpoint_dirs(run_dir) if (d / MANIFEST).is_file()]
     for old in complete[:-keep_last]:  # only complete ones count: a damaged newer one never evicts a good one
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def write_checkpoint_files(
+    folder: Path, model_state: dict, trainer_state: dict, optim_state: dict | None = None, rng_states: list[dict] = ()
+) -> None:
+    """The files of one checkpoint, manifest last. Without `optim_state` it holds weights only (an
+    imported model's step 0): it loads everywhere, and `--init-from` starts a fresh optimizer from it."""
+    save_tensors(folder / MODEL_FILE, model_state)
+    if optim_state is not None:
+        atomic_write_bytes(folder / "optimizer.pt", _torch_bytes(optim_state))
+    for rank, rng in enumerate(rng_states):
+        atomic_write_bytes(folder / rng_file(rank), _torch_bytes(rng))
+    write_json(folder / "trainer.json", trainer_state)
+    write_manifest(folder)
 
 
 def write_manifest(folder: Path) -> None:

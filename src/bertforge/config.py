@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .files import write_yaml
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -482,8 +483,6 @@ def build_config(
 
 
 def save_config(path: str | Path, cfg: Any) -> None:
-    from .files import write_yaml
-
     write_yaml(path, to_dict(cfg))
 
 

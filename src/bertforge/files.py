@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .errors import DataError
+
 
 def fsync_dir(path: Path) -> None:
     """Flush a directory entry so a rename inside it survives a power cut (no-op where unsupported)."""
@@ -70,8 +72,6 @@ def read_json(path: str | Path) -> Any:
 
 def read_json_file(path: str | Path, fix: str) -> Any:
     """`read_json` for files bertforge wrote: a damaged one is a DataError that says how to `fix` it."""
-    from .errors import DataError
-
     try:
         return read_json(path)
     except ValueError:
@@ -125,8 +125,6 @@ def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
 
 def refuse_foreign_dir(out_dir: Path, marker: str, what: str) -> None:
     """Never replace a non-empty folder that lacks `marker`: a typo in --out must not delete files."""
-    from .errors import DataError
-
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / marker).exists())):
         raise DataError(f"{out_dir} exists and is not {what}; choose another output folder")
 
@@ -137,6 +135,23 @@ def make_tmp_dir(final_dir: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}.tmp-"))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders; the final folder gets the usual permissions
     return tmp
+
+
+@contextlib.contextmanager
+def atomic_dir(final_dir: Path):
+    """Build a folder under a temporary name beside `final_dir`, then move it into place whole.
+
+    On any error (Ctrl-C included) the scratch folder is deleted and `final_dir` stays as it was:
+    a reader never sees a half-written tokenizer, data folder, checkpoint or export.
+    """
+    final_dir = Path(final_dir)
+    tmp = make_tmp_dir(final_dir)
+    try:
+        yield tmp
+        replace_dir(tmp, final_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def remove_stale_tmp_dirs(folder: Path) -> list[Path]:
@@ -167,8 +182,6 @@ def writer_lock(lock_path: str | Path, what: str):
     process gets. Re-entrant: the CLI and the Python function it calls may both take it.
     """
     import fcntl
-
-    from .errors import DataError
 
     key = str(Path(lock_path).resolve())
     if key in _held:

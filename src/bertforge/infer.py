@@ -12,6 +12,7 @@ import torch
 from .config import RunConfig, load_config
 from .errors import DataError
 from .finite import check_finite_model
+from .folders import RUN, RUN_CONFIG, folder_kind
 from .model import MaskedLM
 from .runtime import resolve_device
 from .tokenizer import TextTokenizer, load_tokenizer
@@ -32,9 +33,8 @@ class LoadedRun:
 def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     """The latest checkpoint of a run, in eval mode, with its tokenizer."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise DataError(f"{run_dir} is not a bertforge run folder (no config.yaml); train one with `bertforge pretrain`")
-    config = load_config(run_dir / "config.yaml")
+    folder_kind(run_dir, (RUN,), "")
+    config = load_config(run_dir / RUN_CONFIG)
     checkpoint = latest_intact_checkpoint(run_dir)
     torch_device = resolve_device(device)
     model = MaskedLM(config.model)
@@ -42,23 +42,6 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     check_finite_model(model, checkpoint)
     model.to(torch_device).eval()
     return LoadedRun(config, model, load_tokenizer(run_dir / "tokenizer"), checkpoint, torch_device)
-
-
-def load_model_folder(path: str | Path, device: str = "auto"):
-    """(LoadedRun, None) for a pretraining run; (LoadedRun, Finetuned) for a fine-tuned folder, whose
-    LoadedRun wraps the classifier (it has `.encoder`, no MLM head) for embeddings and neighbours."""
-    from .config import DataConfig
-    from .finetune.config import LABELS_FILE
-    from .finetune.predict import load_finetuned
-
-    path = Path(path)
-    if not (path / LABELS_FILE).is_file():
-        return load_run(path, device), None
-    ft = load_finetuned(path, device)
-    check_finite_model(ft.model, path)
-    data = DataConfig(seq_len=min(DataConfig.seq_len, ft.config.model.max_seq_len))
-    config = RunConfig(data=data, model=ft.config.model)
-    return LoadedRun(config, ft.model, ft.tokenizer, path, ft.device), ft
 
 
 def encode_with_masks(run: LoadedRun, text: str) -> list[int]:

@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import load_model_weights
 from .errors import DataError
+from .files import load_tensors
 
 log = logging.getLogger(__name__)
 
@@ -255,9 +257,6 @@ def load_start_weights(model, checkpoint: Path) -> None:
     """`pretrain --init-from` with another objective than the start run's: a sentence head the new run
     does not train is dropped, one it trains and the start run lacks starts fresh (BERT's init);
     everything else must match, as `load_model_weights` checks."""
-    from .files import load_tensors
-    from .checkpoint import load_model_weights
-
     state = load_tensors(Path(checkpoint) / "model.safetensors")
     head = {k for k in state if k.startswith("sentence.")}
     if bool(head) == (model.sentence is not None):

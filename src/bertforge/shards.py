@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -39,6 +38,7 @@ from . import __version__, corpus, files
 from .config import CorpusConfig, DataConfig, to_dict
 from .console import live_progress
 from .errors import DataError
+from .pairs import write_pair_splits
 from .templates import Example, encode_examples, iter_examples, load_template
 from .tokenizer import TextTokenizer, load_tokenizer
 
@@ -313,8 +313,7 @@ def prepare(
         log.info("reusing %s (same corpus, tokenizer and data settings)", out_dir)
         return out_dir
     files.refuse_foreign_dir(out_dir, MANIFEST_FILE, "a bertforge data folder")
-    tmp = files.make_tmp_dir(out_dir)
-    try:
+    with files.atomic_dir(out_dir) as tmp:
         splits = _write_splits(tmp, sources, val_sources, tok, data_cfg, corpus_cfg, progress)
         for phase in data_cfg.phases[1:]:  # the later sequence-length phases: the same documents, longer rows
             phase_cfg = replace(data_cfg, phases=[], seq_len=phase["seq_len"])
@@ -322,10 +321,6 @@ def prepare(
         tok.save(tmp / TOKENIZER_DIR)
         manifest = _manifest(key, sources, val_sources, tok, data_cfg, corpus_cfg, splits)
         files.write_json(tmp / MANIFEST_FILE, manifest)
-        files.replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for name, split in splits.items():
         counts = split["sequences"], split["tokens"], split["documents"]
         log.info("%s: %d sequences, %d tokens, %d documents", name, *counts)
@@ -359,8 +354,6 @@ def _write_splits(
     names = ["train", "validation"] if val_sources or data_cfg.val_fraction > 0 else ["train"]
     dtype = storage_dtype(tok.vocab_size)
     if data_cfg.pairs:  # NSP / SOP: one sentence pair per row (pairs.py)
-        from .pairs import write_pair_splits
-
         splits = write_pair_splits(folder, _routed(sources, val_sources, data_cfg, corpus_cfg), names, tok, data_cfg, dtype)
         _check_splits(splits, data_cfg)
         return splits

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -304,13 +303,8 @@ def train_tokenizer(
     # change in their last digit on the first round trip, which would change the fingerprint.
     tok = Tokenizer.from_str(tok.to_str())
     result = TextTokenizer(tok, cfg.kind, cfg.scheme, cfg.lowercase)
-    tmp = files.make_tmp_dir(out_dir)
-    try:
+    with files.atomic_dir(out_dir) as tmp:
         result.save(tmp)
-        files.replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("trained %s tokenizer (%s specials), %d tokens -> %s", cfg.kind, cfg.scheme, result.vocab_size, out_dir)
     if result.vocab_size < cfg.vocab_size:
         log.info("%s", short_vocabulary_note(result.vocab_size, cfg))

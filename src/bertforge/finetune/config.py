@@ -7,10 +7,11 @@ from dataclasses import dataclass, field, replace
 
 from ..config import ModelConfig, check_choice
 from ..errors import ConfigError
+from ..folders import LABELS_FILE  # noqa: F401  (re-exported: the fine-tuned folder's files are named here)
 
 TASKS = ("classify", "ner")
 METRICS = {"classify": ("accuracy", "macro_f1", "mcc", "loss"), "ner": ("f1", "precision", "recall", "accuracy", "loss")}
-CONFIG_FILE, LABELS_FILE, MODEL_FILE = "config.yaml", "labels.json", "model.safetensors"
+CONFIG_FILE, MODEL_FILE = "config.yaml", "model.safetensors"  # and folders.LABELS_FILE, which marks the folder
 METRICS_FILE, REPORT_FILE, CONFUSION_FILE = "metrics.json", "report.txt", "confusion_matrix.png"
 WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")  # words of raw text for NER: CoNLL-like, punctuation apart
 INTEGER = re.compile(r"[+-]?\d+")

@@ -12,6 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..corpus import (
+    JSON_EXTENSIONS,
+    TABLE_DELIMITERS,
+    extension,
+    json_records,
+    open_text,
+    reading,
+)
 from ..errors import DataError, require
 from ..model import IGNORE_INDEX
 from ..tokenizer import TextTokenizer
@@ -42,8 +50,6 @@ def require_package(module: str, package: str):
 
 def read_table(path: str | Path, columns: dict[str, str]) -> list[dict[str, str]]:
     """The wanted columns (role -> column name) of a CSV, TSV or JSON-lines file, as rows of strings."""
-    from ..corpus import JSON_EXTENSIONS, TABLE_DELIMITERS, extension, open_text, reading
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -86,8 +92,6 @@ def _column(path: Path, header: list[str], role: str, name: str) -> int:
 
 
 def _json_rows(f, path: Path, columns: dict[str, str]):
-    from ..corpus import json_records
-
     for line, record in json_records(f, path):
         if not isinstance(record, dict):
             raise DataError(f"{path}: line {line}: expected a JSON object")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,8 +200,7 @@ def write_folder(
     out: Path, cfg: FinetuneRunConfig, source: Source, task: Task, ctx: Context, model: Classifier, metrics: dict
 ) -> None:
     """Build the fine-tuning folder beside `out`, then move it into place whole."""
-    tmp = files.make_tmp_dir(out)
-    try:
+    with files.atomic_dir(out) as tmp:
         save_config(tmp / CONFIG_FILE, cfg)
         files.write_json(tmp / LABELS_FILE, {"task": cfg.finetune.task, "labels": task.labels})
         source.tokenizer.save(tmp / "tokenizer")
@@ -215,10 +213,6 @@ def write_folder(
             shown = "test" if "test" in metrics["scores"] else "validation"
             png = confusion_png(metrics["scores"][shown]["confusion_matrix"], task.labels, f"{shown} split")
             files.atomic_write_bytes(tmp / CONFUSION_FILE, png)
-        files.replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("fine-tuned model, metrics and report -> %s", out)
 
 

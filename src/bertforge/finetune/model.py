@@ -12,10 +12,13 @@ from torch import nn
 from .. import files
 from ..config import ModelConfig, load_config
 from ..errors import DataError
+from ..checkpoint import latest_intact_checkpoint
 from ..finite import check_finite_model
+from ..folders import FINETUNED, RUN, RUN_CONFIG, folder_kind
+from ..hf.importer import import_hf
 from ..model import Encoder, init_weights
 from ..tokenizer import TextTokenizer, load_tokenizer
-from .config import CONFIG_FILE, LABELS_FILE, MODEL_FILE, FinetuneRunConfig
+from .config import CONFIG_FILE, MODEL_FILE, FinetuneRunConfig
 
 # ---------------------------------------------------------------- model
 
@@ -123,24 +126,16 @@ class Source:
 
 def load_source(path: str | Path) -> Source:
     """A run's latest checkpoint, a fine-tuned folder's encoder, or a Hugging Face BERT/RoBERTa folder."""
-    from ..checkpoint import latest_intact_checkpoint
-
     path = Path(path)
-    if (path / LABELS_FILE).is_file():
+    kind = folder_kind(path)
+    if kind == FINETUNED:
         cfg = load_config(path / CONFIG_FILE, FinetuneRunConfig).model
         return Source(cfg, load_tokenizer(path / "tokenizer"), files.load_tensors(path / MODEL_FILE), str(path))
-    if (path / "config.yaml").is_file():
+    if kind == RUN:
         checkpoint = latest_intact_checkpoint(path)
-        cfg = load_config(path / "config.yaml").model
+        cfg = load_config(path / RUN_CONFIG).model
         state = files.load_tensors(checkpoint / MODEL_FILE)
         return Source(cfg, load_tokenizer(path / "tokenizer"), state, str(checkpoint))
-    if (path / "config.json").is_file():
-        from ..export import import_hf
-
-        with tempfile.TemporaryDirectory() as tmp:
-            source = load_source(import_hf(path, Path(tmp) / "run"))
-        return Source(source.model, source.tokenizer, source.state, str(path))
-    raise DataError(
-        f"--model {path}: neither a bertforge run (config.yaml), a fine-tuned folder (labels.json) "
-        "nor a Hugging Face folder (config.json)"
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        source = load_source(import_hf(path, Path(tmp) / "run"))
+    return Source(source.model, source.tokenizer, source.state, str(path))

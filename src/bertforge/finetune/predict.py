@@ -12,8 +12,10 @@ import numpy as np
 import torch
 
 from .. import files
+from ..checkpoint import load_model_weights
 from ..config import load_config
 from ..errors import DataError
+from ..folders import FINETUNED, folder_kind
 from ..runtime import resolve_device
 from ..tokenizer import TextTokenizer, load_tokenizer
 from .config import CONFIG_FILE, LABELS_FILE, WORD, FinetuneConfig, FinetuneRunConfig
@@ -43,11 +45,8 @@ class Finetuned:
 
 def load_finetuned(path: str | Path, device: str = "auto") -> Finetuned:
     """A fine-tuning folder's model in eval mode, with its tokenizer and label map."""
-    from ..checkpoint import load_model_weights
-
     path = Path(path)
-    if not (path / LABELS_FILE).is_file() or not (path / CONFIG_FILE).is_file():
-        raise DataError(f"{path} is not a fine-tuned folder (no {LABELS_FILE}); make one with `bertforge finetune`")
+    folder_kind(path, (FINETUNED,), "--model")
     cfg = load_config(path / CONFIG_FILE, FinetuneRunConfig)
     labels = files.read_json(path / LABELS_FILE)["labels"]
     model = Classifier(cfg.model, len(labels), cfg.finetune.task, cfg.finetune.pooling, cfg.finetune.classifier_dropout)

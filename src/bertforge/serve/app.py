@@ -62,7 +62,7 @@ class ServedModel:
     """The one model folder the server reads: a pretraining run or a fine-tuned folder."""
 
     def __init__(self, path: str | Path, device: str = "auto"):
-        from ..infer import load_model_folder
+        from ..api import load_model_folder
 
         self.path = Path(path)
         self.run, self.finetuned = load_model_folder(self.path, device)

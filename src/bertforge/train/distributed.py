@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -262,3 +263,13 @@ def _optimizer_by_index(by_name: dict) -> dict:
         "state": {index[fqn]: s for fqn, s in by_name["state"].items()},
         "param_groups": [{**g, "params": [index[f] for f in g["params"]]} for g in by_name["param_groups"]],
     }
+
+
+def outlive_rank0(seconds: float = 10.0) -> None:
+    """On a rank > 0 that stops with the same user error as rank 0: wait before exiting.
+
+    torchrun stops every rank as soon as one exits with an error. If this rank exited first, rank 0
+    could be stopped before it printed why; waiting lets rank 0 exit first (torchrun then stops
+    this rank), so the user always sees the one `error:` line.
+    """
+    time.sleep(seconds)

@@ -18,7 +18,10 @@ import numpy as np
 import torch
 
 from ..errors import BertforgeError
+from ..infer import LoadedRun, fill_mask_batch
+from ..shards import PackedShards
 from ..tokenizer import TextTokenizer, load_tokenizer
+from .distributed import is_sharded
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +84,6 @@ def pick_samples(tokenizer: TextTokenizer, shards, count: int, seed: int, max_to
 
 @functools.lru_cache(maxsize=8)
 def _samples_for(data_dir: str, count: int, seed: int, max_tokens: int) -> tuple[TextTokenizer, list[dict]]:
-    from ..shards import PackedShards
-
     tokenizer = load_tokenizer(Path(data_dir) / "tokenizer")
     samples = pick_samples(tokenizer, PackedShards(data_dir, "validation"), count, seed, max_tokens)
     if not samples:
@@ -93,8 +94,6 @@ def _samples_for(data_dir: str, count: int, seed: int, max_tokens: int) -> tuple
 @torch.no_grad()
 def predict_samples(model, tokenizer: TextTokenizer, config, samples: list[dict], device) -> list[dict]:
     """Each sample with its top-3 guesses: [{token, score}], scores as probabilities."""
-    from ..infer import LoadedRun, fill_mask_batch
-
     was_training = model.training
     model.eval()  # no dropout: nothing is drawn from the RNG
     try:
@@ -122,8 +121,6 @@ def log_samples(t) -> None:
     """At an evaluation: the samples' guesses into metrics.jsonl (split "samples") and TensorBoard.
 
     `t` is the loop's Trainer. Rank 0 only; nothing on FSDP or without samples."""
-    from .distributed import is_sharded
-
     count = t.cfg.train.fill_mask_samples
     if not count or t.val_data is None or not t.world.is_main or is_sharded(t.model):
         return

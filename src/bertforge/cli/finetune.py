@@ -1,15 +1,11 @@
-"""`bertforge finetune classify|ner` and `bertforge predict`: thin wrappers over the finetune package.
-
-`cli.build_parser` calls `add_finetune_commands(sub, Parser)`; this module never imports `cli`,
-so the parser class comes in as an argument.
-"""
+"""`bertforge finetune classify|ner` and `bertforge predict`: thin wrappers over the finetune package."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger("bertforge")
 
@@ -41,14 +37,14 @@ examples:
   bertforge predict ner-ft "EU rejects German call to boycott British lamb ." --json"""
 
 
-def add_finetune_commands(sub, Parser) -> None:
+def add_commands(sub, parser_class) -> None:
     """Register `finetune classify`, `finetune ner` and `predict` on the top-level subparsers."""
     ft = sub.add_parser("finetune", help="fine-tune an encoder for text classification or NER")
-    ft_sub = ft.add_subparsers(dest="finetune_command", required=True, parser_class=Parser)
+    ft_sub = ft.add_subparsers(dest="finetune_command", required=True, parser_class=parser_class)
     p = ft_sub.add_parser(
         "classify", help="classify texts or text pairs (CSV, TSV, JSON lines)", epilog=CLASSIFY_EXAMPLE
     )
-    _add_split_args(p, "CSV, TSV or JSON-lines file")
+    add_split_args(p, "CSV, TSV or JSON-lines file")
     p.add_argument("--text-column", help="column / JSON field of the text (default: text; a number: no header row)")
     p.add_argument("--text-pair-column", help="column of the second text, for text pairs")
     p.add_argument("--label-column", help="column of the label, strings or integers (default: label)")
@@ -56,14 +52,14 @@ def add_finetune_commands(sub, Parser) -> None:
     p.add_argument("--class-weights", choices=("none", "balanced"), help="weight the loss against skewed labels")
     p.add_argument("--metric", choices=("accuracy", "macro_f1", "mcc", "loss"),
                    help="picks the best epoch (default accuracy; mcc = Matthews correlation, CoLA's metric)")
-    _add_training_args(p)
+    add_training_args(p)
     p.set_defaults(func=cmd_finetune, task="classify")
 
     p = ft_sub.add_parser("ner", help="tag words (CoNLL files: word ... TAG per line, IOB2 tags)", epilog=NER_EXAMPLE)
-    _add_split_args(p, "CoNLL file")
+    add_split_args(p, "CoNLL file")
     p.add_argument("--class-weights", choices=("none", "balanced"), help="weight the loss against rare tags")
     p.add_argument("--metric", choices=("f1", "precision", "recall", "accuracy", "loss"), help="default: f1")
-    _add_training_args(p)
+    add_training_args(p)
     p.set_defaults(func=cmd_finetune, task="ner")
 
     p = sub.add_parser(
@@ -85,7 +81,7 @@ def add_finetune_commands(sub, Parser) -> None:
     p.set_defaults(func=cmd_predict)
 
 
-def _add_split_args(p, kind: str) -> None:
+def add_split_args(p, kind: str) -> None:
     p.add_argument("--model", required=True, help="run folder, fine-tuned folder or Hugging Face BERT/RoBERTa folder")
     p.add_argument("--train", required=True, help=f"training split ({kind})")
     p.add_argument("--validation", required=True, help=f"validation split ({kind}): picks the best epoch")
@@ -93,7 +89,7 @@ def _add_split_args(p, kind: str) -> None:
     p.add_argument("--out", required=True, help="fine-tuned folder to write")
 
 
-def _add_training_args(p) -> None:
+def add_training_args(p) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-steps", type=int, help="optimizer steps instead of whole epochs")
     p.add_argument("--batch-size", type=int)
@@ -114,7 +110,7 @@ def _add_training_args(p) -> None:
 
 def overrides_from_args(args) -> dict:
     """--set values over the convenience flags, as a nested dict of overrides."""
-    from .config import merge, parse_overrides
+    from ..config import merge, parse_overrides
 
     flags = {name: getattr(args, name) for name in FLAG_KEYS if getattr(args, name, None) is not None}
     return merge({"finetune": {"task": args.task, **flags}}, parse_overrides(args.set))
@@ -122,7 +118,7 @@ def overrides_from_args(args) -> dict:
 
 def cmd_finetune(args) -> int:
     """Fine-tune, write the folder, print the comparison table (or metrics.json with --json)."""
-    from .finetune import comparison_table, finetune, to_json_text
+    from ..finetune import comparison_table, finetune, to_json_text
 
     metrics = finetune(
         args.model, args.train, args.validation, args.out, settings=overrides_from_args(args),
@@ -134,7 +130,7 @@ def cmd_finetune(args) -> int:
 
 def cmd_predict(args) -> int:
     """Predict on one text or a file; print the results, or write them with --out."""
-    from .finetune import load_finetuned, predict, read_predict_input, write_predictions
+    from ..finetune import load_finetuned, predict, read_predict_input, write_predictions
 
     if (args.text is None) == (args.input is None):
         raise ConfigError("give one text to predict on, or --input FILE (not both)")
@@ -154,15 +150,15 @@ def cmd_predict(args) -> int:
         write_predictions(args.out, rows, ft)
         log.info("%d predictions -> %s", len(rows), args.out)
     if args.json:
-        from .finite import dumps  # strict JSON: NaN scores (never expected) would be null
+        from ..finite import dumps  # strict JSON: NaN scores (never expected) would be null
 
         sys.stdout.write(dumps(rows, indent=2, ensure_ascii=False) + "\n")
     elif not args.out:
-        sys.stdout.write("".join(_plain(row, ft.task) for row in rows))
+        sys.stdout.write("".join(plain_line(row, ft.task) for row in rows))
     return 0
 
 
-def _plain(row: dict, task: str) -> str:
+def plain_line(row: dict, task: str) -> str:
     """One classification per line (label, score, text), or a text followed by its entities."""
     if task == "classify":
         pair = f"\t{row['text_pair']}" if "text_pair" in row else ""

@@ -44,20 +44,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import CorpusConfig, DataConfig, RunConfig, build_config, from_dict, save_config
-from .corpus import iter_documents
-from .errors import BertforgeError, ConfigError, DataError
-from .export import ARCHS, default_arch, export_run, hf_config, to_hf_state_dict
-from .files import atomic_write_bytes, read_json, write_json
-from .infer import fill_mask_batch, load_run
-from .model import MaskedLM, flops_per_token
-from .runtime import autocast, autocast_dtype, resolve_device
-from .shards import PackedShards, prepare
-from .tokenizer import SPECIAL_TOKENS, TextTokenizer, load_tokenizer, train_tokenizer
-from .train.batches import BatchOrder
-from .checkpoint import save_checkpoint
-from .train.loop import TrainerState, resolve_config, setup, train_step
-from .train.optim import build_optimizer, optimizer_step
+from ..config import CorpusConfig, DataConfig, RunConfig, build_config, from_dict, save_config
+from ..corpus import iter_documents
+from ..errors import BertforgeError, ConfigError, DataError
+from ..hf.exporter import export_run
+from ..hf.keys import ARCHS, default_arch, hf_config, to_hf_state_dict
+from ..files import atomic_write_bytes, read_json, write_json
+from ..infer import fill_mask_batch, load_run
+from ..model import MaskedLM, flops_per_token
+from ..runtime import autocast, autocast_dtype, resolve_device
+from ..shards import PackedShards, prepare
+from ..tokenizer import SPECIAL_TOKENS, TextTokenizer, load_tokenizer, train_tokenizer
+from ..train.batches import BatchOrder
+from ..checkpoint import save_checkpoint
+from ..train import TrainerState, resolve_config, setup, train_step
+from ..train.optim import build_optimizer, optimizer_step
 
 # The text the benchmarks read, by the layout of their data folder (--data-dir, else $BERTFORGE_DATA,
 # else the repository's tests/data). `train` trains the tokenizer and gives the training sequences;
@@ -213,7 +214,7 @@ def run_isolated(side: str, job) -> dict:
     with tempfile.TemporaryDirectory(prefix="bertforge-bench-side-") as tmp:
         out = Path(tmp) / "result.json"
         request = json.dumps({"side": side, "job": dataclasses.asdict(job), "out": str(out)})
-        code = "from bertforge.bench import child_main; child_main()"
+        code = "from bertforge.bench.speed import child_main; child_main()"
         done = subprocess.run([sys.executable, "-c", code], input=request, text=True)
         reply = read_json(out) if out.is_file() else {"error": f"exit code {done.returncode}", "kind": None}
     if "error" not in reply:

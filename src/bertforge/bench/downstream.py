@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import csv
 import random
+import logging
 from pathlib import Path
 
-from .errors import DataError
+from ..api import pretrain
+from ..checkpoint import latest_checkpoint
+from ..errors import DataError
+from ..files import read_json
+from ..finetune import comparison_table, finetune
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 
@@ -57,14 +62,13 @@ def write_tsv(path: Path, rows: list[dict]) -> Path:
 
 def pretrain_budget(corpus: Path, out: Path, budget: str, preset: str | None, sets: list[str]) -> None:
     """The same path as `bertforge pretrain --corpus C --budget B`: tokenizer, shards, recipe, training."""
-    from .cli import main
-
-    args = ["pretrain", "--corpus", str(corpus), "--budget", budget, "--out", str(out), "--quiet"]
-    args += ["--preset", preset] if preset else []
-    for item in sets:
-        args += ["--set", item]
-    if main(args) != 0:
-        raise DataError("pretraining failed (see the error above)")
+    bertforge = logging.getLogger("bertforge")
+    level = bertforge.level
+    bertforge.setLevel(logging.WARNING)  # the table is the output; the run's own lines would bury it
+    try:
+        pretrain(corpus=str(corpus), out=out, budget=budget, preset=preset, settings=sets, progress=False)
+    finally:
+        bertforge.setLevel(level)
 
 
 def bench_downstream(
@@ -73,8 +77,6 @@ def bench_downstream(
     preset: str | None = None, pretrain_sets: list[str] | None = None, finetune_sets: list[str] | None = None,
 ) -> dict:
     """Pretrain, then fine-tune pretrained and random init alike, with the baselines; returns the metrics."""
-    from .finetune import finetune
-
     rows = read_rows(labelled, text_column, label_column)
     train, evaluation = split_rows(rows, train_examples, eval_examples, seed)
     work_dir = Path(work_dir)
@@ -93,16 +95,11 @@ def bench_downstream(
 
 def pretrain_steps(run: Path) -> int:
     """Optimizer steps the pretraining took (from its latest checkpoint)."""
-    from .files import read_json
-    from .checkpoint import latest_checkpoint
-
     return int(read_json(latest_checkpoint(run) / "trainer.json")["step"])
 
 
 def format_downstream(result: dict) -> str:
     """One table: pretrained and random-init fine-tuning, TF-IDF + LR (tuned), majority class."""
-    from .finetune.loop import comparison_table
-
     m = result["metrics"]
     tuned = m["baselines"].get("tfidf_logreg", {}).get("setting", {})
     head = (f"downstream after {result['minutes']:g} min of pretraining ({result['pretrain_steps']} steps); "

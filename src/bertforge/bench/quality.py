@@ -26,21 +26,23 @@ from pathlib import Path
 
 import torch
 
-from .bench import synchronize
-from .budget import format_duration, machine_kind, pick_recipe
-from .config import build_config, merge, parse_overrides
-from .corpus import iter_documents
-from .errors import DataError
-from .evaluate import evaluate_split
-from .export import default_arch, hf_config
-from .model import MLMOutput
-from .runtime import resolve_device
-from .shards import PackedShards, prepare
-from .tokenizer import load_tokenizer, train_tokenizer
-from .train.batches import BatchOrder
-from .train.loop import resolve_config, setup, train_step
-from .train.optim import optimizer_step, set_lr
-from .train.schedule import lr_factor
+from ..budget import format_duration, machine_kind, pick_recipe
+from ..config import build_config, merge, parse_overrides
+from ..corpus import iter_documents
+from ..errors import DataError
+from ..evaluate import evaluate_split
+from ..hf.keys import default_arch, hf_config
+from ..model import MLMOutput
+from ..runtime import resolve_device
+from ..shards import PackedShards, prepare
+from ..tokenizer import load_tokenizer, train_tokenizer
+from ..train.batches import BatchOrder
+from ..train import resolve_config, setup, train_step
+from ..train.optim import optimizer_step, set_lr
+from ..train.schedule import lr_factor
+from .speed import (
+    bench_data_dir, hf_tokenizer, require_reference, run_mlm_examples, special_token_table, synchronize, work_folder,
+)
 
 log = logging.getLogger("bertforge")
 
@@ -101,10 +103,9 @@ def bench_quality(
 ) -> dict:
     """Validation loss, perplexity and masked accuracy of both sides after `minutes` of training each.
 
-    The corpus defaults to kant/kant.txt of the benchmark data folder (`bench.bench_data_dir`).
+    The corpus defaults to kant/kant.txt of the benchmark data folder (`bench.speed.bench_data_dir`).
     `variants` adds more bertforge sides: name -> `--set` style overrides on top of the recipe
     (how the recipes were studied: each choice raced against the others)."""
-    from .bench import bench_data_dir, require_reference, work_folder
 
     if minutes <= 0 or evaluations < 1:
         raise DataError("bench quality: --minutes must be > 0 and --evaluations >= 1")
@@ -172,7 +173,6 @@ def reference_side(cfg, data_dir: Path, tokenizer, budget_s: float, device: torc
     from transformers import AutoConfig, AutoModelForMaskedLM, DataCollatorForLanguageModeling
     from transformers.utils import logging as hf_logging
 
-    from .bench import hf_tokenizer, run_mlm_examples, special_token_table
 
     hf_logging.set_verbosity_error()
     settings = hf_config(cfg.model, tokenizer, default_arch(tokenizer))
