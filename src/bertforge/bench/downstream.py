@@ -17,8 +17,7 @@ from ..checkpoint import latest_checkpoint
 from ..errors import DataError
 from ..files import read_json
 from ..finetune import comparison_table, finetune
-
-REPO_DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
+from .speed import REPO_DATA
 
 
 def default_paths() -> tuple[Path, Path]:

@@ -80,7 +80,7 @@ LAYOUTS = (
               "tinystories/tinystories_valid_head.txt"),
 )
 DATA_ENV = "BERTFORGE_DATA"
-REPO_DATA = Path(__file__).resolve().parents[2] / "tests" / "data"  # there in a clone (and an editable install)
+REPO_DATA = Path(__file__).resolve().parents[3] / "tests" / "data"  # there in a clone (and an editable install)
 MB = 1e6  # benchmark megabytes are 10^6 bytes
 
 # Dense bf16 tensor-core peak (FLOP/s, no sparsity) for MFU, by device name; first match wins.

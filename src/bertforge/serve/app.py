@@ -26,7 +26,10 @@ from starlette.routing import Route
 
 from ..errors import BertforgeError
 from ..files import read_json
+from ..finetune.predict import predict
 from ..finite import dumps
+from ..generation import generate
+from ..infer import embed, fill_mask, similar
 
 log = logging.getLogger(__name__)
 
@@ -237,105 +240,119 @@ async def infer(served: ServedModel, work, *args):
 # ---------------------------------------------------------------- endpoints
 
 
+async def page(request: Request) -> Response:
+    name, media = ASSETS[request.url.path]
+    text = resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
+    return Response(text, media_type=media, headers={"Cache-Control": "no-cache"})
+
+
+async def no_icon(request: Request) -> Response:
+    return Response(status_code=204)  # browsers ask for one; there is none
+
+
+async def info(request: Request) -> Response:
+    served = request.app.state.served
+    return JSONResponse(await run_in_threadpool(served.locked, served.info))
+
+
+async def curves(request: Request) -> Response:
+    served = request.app.state.served
+    png = await run_in_threadpool(served.locked, served.curves_png)
+    if png is None:
+        raise ApiError(404, "this folder has no training curves (no metrics)")
+    return Response(png, media_type="image/png")
+
+
+async def fill_mask_api(request: Request) -> Response:
+    served = request.app.state.served
+    needs(served, "fill-mask")
+    data = await read_body(request, {"text": str, "top_k": int}, ("text",))
+    masks = await infer(served, fill_mask, served.run, data["text"], data.get("top_k", 5))
+    return JSONResponse({"text": data["text"], "masks": masks})
+
+
+async def similarity(request: Request) -> Response:
+    served = request.app.state.served
+    data = await read_body(request, {"a": str, "b": str}, ("a", "b"))
+    vectors = await infer(served, embed, served.run, [data["a"], data["b"]], "mean")
+    a, b = vectors
+    cosine = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+    return JSONResponse({"cosine": cosine, "pooling": "mean"})
+
+
+async def neighbours(request: Request) -> Response:
+    served = request.app.state.served
+    data = await read_body(request, {"word": str, "top_k": int}, ("word",))
+    found = await infer(served, similar, served.run, data["word"], data.get("top_k", 10))
+    return JSONResponse({"word": data["word"], "neighbours": found})
+
+
+async def classify(request: Request) -> Response:
+    served = request.app.state.served
+    needs(served, "classify")
+    data = await read_body(request, {"text": str, "text_pair": str}, ("text",))
+    pairs = [data["text_pair"]] if "text_pair" in data else None
+    (result,) = await infer(served, predict, served.finetuned, [data["text"]], pairs)
+    return JSONResponse(result)
+
+
+async def tag(request: Request) -> Response:
+    served = request.app.state.served
+    needs(served, "tag")
+    data = await read_body(request, {"text": str}, ("text",))
+    (result,) = await infer(served, predict, served.finetuned, [data["text"]])
+    return JSONResponse(result)
+
+
+async def generate_api(request: Request) -> Response:
+    served = request.app.state.served
+    needs(served, "generate")
+    fields = {"text": str, "max_new_tokens": int, "temperature": float, "top_k": int, "top_p": float, "seed": int}
+    data = await read_body(request, fields, ("text",), top_k_range=(0, MAX_SAMPLE_TOP_K))
+    steps = data.get("max_new_tokens", 48)
+    if not 1 <= steps <= MAX_NEW_TOKENS:
+        raise ApiError(422, f"'max_new_tokens' must be between 1 and {MAX_NEW_TOKENS}")
+    options = {k: data[k] for k in ("temperature", "top_k", "top_p", "seed") if k in data}
+    result = await infer(served, lambda: generate(served.run, data["text"], max_new_tokens=steps, **options))
+    return JSONResponse(result)
+
+
+async def api_error(request: Request, exc: ApiError) -> Response:
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    message = {404: f"no such page or endpoint: {request.url.path}", 405: f"{request.method} is not allowed here"}
+    return JSONResponse({"error": message.get(exc.status_code, exc.detail)}, status_code=exc.status_code)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("error while answering %s", request.url.path)
+    return JSONResponse({"error": "internal error (a bug: see the server's log)"}, status_code=500)
+
+
+ROUTES = [Route(path, page, methods=["GET"]) for path in ASSETS] + [
+    Route("/favicon.ico", no_icon, methods=["GET"]),
+    Route("/api/info", info, methods=["GET"]),
+    Route("/api/curves.png", curves, methods=["GET"]),
+    Route("/api/fill-mask", fill_mask_api, methods=["POST"]),
+    Route("/api/similarity", similarity, methods=["POST"]),
+    Route("/api/neighbours", neighbours, methods=["POST"]),
+    Route("/api/classify", classify, methods=["POST"]),
+    Route("/api/tag", tag, methods=["POST"]),
+    Route("/api/generate", generate_api, methods=["POST"]),
+]
+
+
 def create_app(model: str | Path | ServedModel, device: str = "auto") -> Starlette:
     """The Starlette app serving `model` (a folder, loaded now, or a loaded ServedModel)."""
-    from ..infer import embed, fill_mask, similar
-
     served = model if isinstance(model, ServedModel) else ServedModel(model, device)
-
-    async def page(request: Request) -> Response:
-        name, media = ASSETS[request.url.path]
-        text = resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
-        return Response(text, media_type=media, headers={"Cache-Control": "no-cache"})
-
-    async def no_icon(request: Request) -> Response:
-        return Response(status_code=204)  # browsers ask for one; there is none
-
-    async def info(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(served.locked, served.info))
-
-    async def curves(request: Request) -> Response:
-        png = await run_in_threadpool(served.locked, served.curves_png)
-        if png is None:
-            raise ApiError(404, "this folder has no training curves (no metrics)")
-        return Response(png, media_type="image/png")
-
-    async def fill_mask_api(request: Request) -> Response:
-        needs(served, "fill-mask")
-        data = await read_body(request, {"text": str, "top_k": int}, ("text",))
-        masks = await infer(served, fill_mask, served.run, data["text"], data.get("top_k", 5))
-        return JSONResponse({"text": data["text"], "masks": masks})
-
-    async def similarity(request: Request) -> Response:
-        data = await read_body(request, {"a": str, "b": str}, ("a", "b"))
-        vectors = await infer(served, embed, served.run, [data["a"], data["b"]], "mean")
-        a, b = vectors
-        cosine = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
-        return JSONResponse({"cosine": cosine, "pooling": "mean"})
-
-    async def neighbours(request: Request) -> Response:
-        data = await read_body(request, {"word": str, "top_k": int}, ("word",))
-        found = await infer(served, similar, served.run, data["word"], data.get("top_k", 10))
-        return JSONResponse({"word": data["word"], "neighbours": found})
-
-    async def classify(request: Request) -> Response:
-        from ..finetune.predict import predict
-
-        needs(served, "classify")
-        data = await read_body(request, {"text": str, "text_pair": str}, ("text",))
-        pairs = [data["text_pair"]] if "text_pair" in data else None
-        (result,) = await infer(served, predict, served.finetuned, [data["text"]], pairs)
-        return JSONResponse(result)
-
-    async def tag(request: Request) -> Response:
-        from ..finetune.predict import predict
-
-        needs(served, "tag")
-        data = await read_body(request, {"text": str}, ("text",))
-        (result,) = await infer(served, predict, served.finetuned, [data["text"]])
-        return JSONResponse(result)
-
-    async def generate_api(request: Request) -> Response:
-        from ..generation import generate
-
-        needs(served, "generate")
-        fields = {"text": str, "max_new_tokens": int, "temperature": float, "top_k": int, "top_p": float, "seed": int}
-        data = await read_body(request, fields, ("text",), top_k_range=(0, MAX_SAMPLE_TOP_K))
-        steps = data.get("max_new_tokens", 48)
-        if not 1 <= steps <= MAX_NEW_TOKENS:
-            raise ApiError(422, f"'max_new_tokens' must be between 1 and {MAX_NEW_TOKENS}")
-        options = {k: data[k] for k in ("temperature", "top_k", "top_p", "seed") if k in data}
-        result = await infer(served, lambda: generate(served.run, data["text"], max_new_tokens=steps, **options))
-        return JSONResponse(result)
-
-    async def api_error(request: Request, exc: ApiError) -> Response:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
-
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        message = {404: f"no such page or endpoint: {request.url.path}", 405: f"{request.method} is not allowed here"}
-        return JSONResponse({"error": message.get(exc.status_code, exc.detail)}, status_code=exc.status_code)
-
-    async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("error while answering %s", request.url.path)
-        return JSONResponse({"error": "internal error (a bug: see the server's log)"}, status_code=500)
-
-    routes = [Route(path, page, methods=["GET"]) for path in ASSETS] + [
-        Route("/favicon.ico", no_icon, methods=["GET"]),
-        Route("/api/info", info, methods=["GET"]),
-        Route("/api/curves.png", curves, methods=["GET"]),
-        Route("/api/fill-mask", fill_mask_api, methods=["POST"]),
-        Route("/api/similarity", similarity, methods=["POST"]),
-        Route("/api/neighbours", neighbours, methods=["POST"]),
-        Route("/api/classify", classify, methods=["POST"]),
-        Route("/api/tag", tag, methods=["POST"]),
-        Route("/api/generate", generate_api, methods=["POST"]),
-    ]
     app = Starlette(
-        routes=routes,
+        routes=ROUTES,
         exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error},
     )
     app.add_middleware(HeadersMiddleware)
-    app.state.served = served
+    app.state.served = served  # the handlers read the model from here
     return app
 
 
