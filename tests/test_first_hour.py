@@ -16,7 +16,7 @@ from bertforge.finetune.config import AUTO_LR, auto_lr
 from bertforge.finetune.metrics import single_class_prediction
 from bertforge.train.loop import pretrain, stop_limits
 from bertforge.train.metrics import read_metrics
-from bertforge.train.schedule import lr_factor, time_fraction
+from bertforge.train.schedule import time_fraction, train_lr_factor
 from conftest import REPO, datafile
 
 
@@ -47,7 +47,7 @@ def test_lr_right_after_warmup_is_the_peak_in_a_time_budgeted_run(data_dir, tmp_
     assert lrs[warmup] == pytest.approx(1e-3)  # the last warmup step (step index warmup - 1)
     assert lrs[warmup + 1] == 1e-3  # the first decay step starts exactly at the peak, whatever warmup's seconds
     assert lrs[warmup + 2] < 1e-3 and lrs[10] < lrs[warmup + 2]
-    assert lr_factor(warmup, cfg.train, 0, 0.0) == 1.0
+    assert train_lr_factor(warmup, cfg.train, 0, 0.0) == 1.0
 
 
 def parse(*argv):

@@ -19,7 +19,7 @@ from bertforge.shards import PackedShards, prepare
 from bertforge.tokenizer import train_tokenizer
 from bertforge.train.loop import pretrain
 from bertforge.train.metrics import read_metrics
-from bertforge.train.schedule import lr_factor
+from bertforge.train.schedule import train_lr_factor
 
 PHASES = [{"seq_len": 32, "until": 0.5}, {"seq_len": 64}]
 PHASES_SET = "data.phases=[{seq_len: 32, until: 0.5}, {seq_len: 64}]"
@@ -76,7 +76,7 @@ def test_switch_is_logged_and_the_schedule_runs_on(phase_data, tmp_path, caplog)
         pretrain(cfg, phase_data["mlm"], tmp_path / "run", progress=False)
     assert "phase 2/2: step 4, sequences of 64 tokens" in caplog.text
     records = read_metrics(tmp_path / "run", "train")
-    assert [r["lr"] for r in records] == [cfg.train.lr * lr_factor(s, cfg.train, 8) for s in range(8)]
+    assert [r["lr"] for r in records] == [cfg.train.lr * train_lr_factor(s, cfg.train, 8) for s in range(8)]
     per_step = [b["tokens"] - a["tokens"] for a, b in zip(records, records[1:])]
     assert max(per_step[:3]) <= 8 * 32 < min(per_step[4:])  # 32-token rows, then 64-token rows
 

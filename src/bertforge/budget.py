@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import load_yaml
 from .errors import ConfigError
-from .runtime import cpu_bf16_supported
+from . import runtime
 
 RECIPES_FILE = Path(__file__).parent / "recipes" / "budget.yaml"
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -86,7 +86,7 @@ def pick_recipe(budget_s: float, machine: str, recipes: list[Recipe] | None = No
 def with_cpu_bf16(recipe: Recipe) -> Recipe:
     """CPU recipes train in bf16 where the CPU has it natively: at equal minutes it reached a lower validation
     loss than fp32 (issue 17, 3 min on one core: 6.115 vs 6.235, 1.5x the tokens/s)."""
-    if recipe.machine != "cpu" or "train.precision" in recipe.settings or not cpu_bf16_supported():
+    if recipe.machine != "cpu" or "train.precision" in recipe.settings or not runtime.cpu_bf16_supported():
         return recipe
     return replace(recipe, settings={**recipe.settings, "train.precision": "bf16"},
                    why=f"{recipe.why}; bf16 as this CPU has it natively")

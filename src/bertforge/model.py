@@ -10,7 +10,7 @@ With `model.causal` the same modules are a decoder (HF's `RobertaForCausalLM`): 
 `is_causal=True` in training, and a key/value cache (`KVCache`) when generating, so each new
 token runs one position through each layer.
 Parameter shapes match Hugging Face's `BertForMaskedLM` / `RobertaForMaskedLM`, so export is a
-renaming plus a QKV split (see export.py).
+renaming plus a QKV split (see hf/keys.py).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import __version__
 from .errors import BertforgeError, DataError
 from .files import atomic_write_text, read_json
+from .folders import run_data_dir
 from .infer import LoadedRun, fill_mask_batch, load_run
 from .train.metrics import read_metrics
 
@@ -146,7 +147,7 @@ def samples_now(run_dir: Path, run: LoadedRun) -> list[dict]:
     from .train.samples import pick_samples, predict_samples
 
     try:
-        shards = PackedShards(read_json(run_dir / "run.json")["data_dir"], "validation")
+        shards = PackedShards(run_data_dir(run_dir), "validation")
     except (OSError, KeyError, DataError):
         return []
     cfg = run.config
@@ -170,7 +171,7 @@ def data_section(run_dir: Path, run: LoadedRun) -> str:
     tok = run.tokenizer
     rows = [["tokenizer", f"{tok.kind}, {tok.vocab_size:,} tokens"]]
     try:
-        manifest = load_manifest(read_json(run_dir / "run.json")["data_dir"])
+        manifest = load_manifest(run_data_dir(run_dir))
     except (OSError, KeyError, DataError):
         return "<h2>Data</h2>" + table(["", ""], rows) + "<p class=muted>the run's shards are not at hand</p>"
     rows += [["sequence length", manifest["seq_len"]], ["packing", manifest["packing"]], ["token dtype", manifest["dtype"]]]

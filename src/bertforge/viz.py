@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .files import atomic_write_bytes, atomic_write_text, read_json
+from .files import atomic_write_bytes, atomic_write_text
+from .folders import run_data_dir
 from .infer import LoadedRun, word_pieces
 from .plots import pyplot
 
@@ -59,7 +60,7 @@ def frequent_words(run: LoadedRun, run_dir: Path, n: int) -> list[str]:
     starts = run.tokenizer.word_start_table()
     counts: Counter = Counter()
     try:
-        shards = PackedShards(read_json(Path(run_dir) / "run.json")["data_dir"], "train")
+        shards = PackedShards(run_data_dir(run_dir), "train")
         rows = shards[: max(1, min(len(shards), COUNT_TOKENS // max(shards.seq_len, 1)))]
         ids, freq = np.unique(rows, return_counts=True)
         counts.update(dict(zip(ids.tolist(), freq.tolist())))

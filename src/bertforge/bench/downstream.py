@@ -17,6 +17,7 @@ from ..checkpoint import latest_checkpoint
 from ..errors import DataError
 from ..files import read_json
 from ..finetune import comparison_table, finetune
+from ..finetune.data import read_table
 from .speed import REPO_DATA
 
 
@@ -26,17 +27,9 @@ def default_paths() -> tuple[Path, Path]:
 
 
 def read_rows(path: Path, text_column: str, label_column: str) -> list[dict]:
-    """Rows of a labelled TSV/CSV with a header; the columns must exist."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"labelled file not found: {path}")
-    with open(path, newline="", encoding="utf-8") as f:
-        delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-        reader = csv.DictReader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else 0)
-        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: no column {missing[0]!r} (columns: {', '.join(reader.fieldnames or [])})")
-        rows = [{"text": r[text_column], "label": r[label_column]} for r in reader if r[text_column]]
+    """Rows of a labelled CSV/TSV/JSON-lines file, read as fine-tuning reads it; the columns must exist."""
+    columns = {"text_column": text_column, "label_column": label_column}
+    rows = [{"text": r["text_column"], "label": r["label_column"]} for r in read_table(path, columns) if r["text_column"]]
     if len(rows) < 4:
         raise DataError(f"{path}: {len(rows)} labelled rows; need at least 4 to split train/eval")
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ..config import merge
 from ..errors import ConfigError
 from .common import add_common, add_config_args, print_json, settings_from_args, stop_args
 
@@ -21,11 +22,11 @@ examples:
 
 def pretrain_request(args) -> dict:
     """The API's keyword arguments for this command line."""
-    if args.strategy:  # a flag is a shortcut for --set; a --set given as well wins
-        args.set = [f"train.strategy={args.strategy}", *args.set]
+    strategy = {"train": {"strategy": args.strategy}} if args.strategy else {}
     return dict(
         corpus=args.corpus, data=args.data, budget=args.budget, preset=args.preset, config=args.config,
-        settings=settings_from_args(args), val_corpus=args.val_corpus, resume=args.resume,
+        settings=merge(strategy, settings_from_args(args)),  # a flag is a shortcut: a --set given as well wins
+        val_corpus=args.val_corpus, resume=args.resume,
         init_from=args.init_from, progress=not args.quiet, **stop_args(args),
     )
 

@@ -49,25 +49,25 @@ def cmd_bench(args) -> int:
     ref = not args.no_reference
     if args.kind == "downstream":
         return bench_downstream_command(args)
-    args.preset = args.preset or "small"
     if args.kind == "quality":
         return bench_quality_command(args, ref)
     from ..bench.speed import bench_fill_mask, bench_prepare, bench_train, format_table
 
+    preset = args.preset or "small"
     if args.kind == "train":
         result = bench_train(
-            preset=args.preset, steps=args.steps, warmup_steps=args.warmup_steps, batch_size=args.batch_size,
+            preset=preset, steps=args.steps, warmup_steps=args.warmup_steps, batch_size=args.batch_size,
             seq_len=args.seq_len, precision=args.precision, corpus=args.corpus, device=args.device,
             compile=args.compile, reference=ref, data_dir=args.data_dir,
         )
     elif args.kind == "prepare":
         result = bench_prepare(
             corpus_mb=args.corpus_mb, processes=args.processes, seq_len=args.seq_len, reference=ref,
-            work_dir=args.work_dir, preset=args.preset, data_dir=args.data_dir,
+            work_dir=args.work_dir, preset=preset, data_dir=args.data_dir,
         )
     else:
         result = bench_fill_mask(
-            preset=args.preset, sentences=args.sentences, top_k=args.top_k, reference=ref, device=args.device,
+            preset=preset, sentences=args.sentences, top_k=args.top_k, reference=ref, device=args.device,
             batch_size=args.batch_size, corpus=args.corpus, data_dir=args.data_dir,
         )
     if args.json:

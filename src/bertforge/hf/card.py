@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import __version__, files
 from ..config import RunConfig
+from ..folders import HF, RUN, RUN_INFO, kind_or_none
 from ..templates import load_template
 from ..tokenizer import SPECIAL_TOKENS
 from ..train.metrics import read_metrics
@@ -83,19 +84,20 @@ def _origin(run_dir: Path) -> str:
     imported = _read_json_or_none(run_dir / IMPORT_FILE)
     if imported:
         return f"imported from the Hugging Face checkpoint `{Path(imported['source']).name}`"
-    init_from = (_read_json_or_none(run_dir / "run.json") or {}).get("init_from")
+    init_from = (_read_json_or_none(run_dir / RUN_INFO) or {}).get("init_from")
     if not init_from:
         return "pretrained from scratch"
     init = Path(init_from)
-    if (init / "config.json").is_file():
+    kind = kind_or_none(init)
+    if kind == HF:
         return f"continuing the pretraining of the Hugging Face checkpoint `{init.name}`"
-    if (init / "config.yaml").is_file():
+    if kind == RUN:
         return f"continuing the pretraining of `{init.name}` ({_origin(init)})"
     return f"continuing the pretraining of `{init.name}`"
 
 
 def _data_section(run_dir: Path) -> str:
-    data_dir = (_read_json_or_none(run_dir / "run.json") or {}).get("data_dir")
+    data_dir = (_read_json_or_none(run_dir / RUN_INFO) or {}).get("data_dir")
     manifest = _read_json_or_none(Path(data_dir) / "manifest.json") if data_dir else None
     if not manifest:
         return "Not recorded here (no data folder for this run).\n"

@@ -32,6 +32,7 @@ from ..config import RunConfig, TrainConfig, load_config, save_config, to_dict
 from ..errors import ConfigError, DataError, DivergedError
 from ..evaluate import ACCURACY_KEY, attention_mask_for, eval_sequences, evaluate_sums, metrics_from_sums
 from ..files import read_json, write_json
+from ..folders import RUN_CONFIG, RUN_INFO
 from ..masking import MaskingVocab, causal_labels, mask_tokens, masking_vocab, sequence_seeds
 from ..model import IGNORE_INDEX, MaskedLM, count_parameters
 from ..console import live_progress, show_logs_without_setup
@@ -370,15 +371,15 @@ def write_run_files(
 ) -> None:
     """The resolved config, the tokenizer, where the data and start weights came from."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(run_dir / "config.yaml", cfg)
+    save_config(run_dir / RUN_CONFIG, cfg)
     if not (run_dir / "tokenizer").exists():
         tokenizer.save(run_dir / "tokenizer")
-    previous = run_dir / "run.json"
+    previous = run_dir / RUN_INFO
     info = read_json(previous) if previous.is_file() else {}  # a resume keeps where it started from
     info["data_dir"] = str(Path(data_dir).resolve())
     if init_from is not None:
         info["init_from"] = str(Path(init_from).resolve())
-    write_json(run_dir / "run.json", info)
+    write_json(run_dir / RUN_INFO, info)
 
 
 @dataclass
@@ -676,7 +677,7 @@ def run_lock(run_dir: Path):
             run_dir.rmdir()
 
 
-RUN_MARKERS = ("config.yaml", "run.json", files.LOCK_FILE, "tokenizer/bertforge_tokenizer.json")
+RUN_MARKERS = (RUN_CONFIG, RUN_INFO, files.LOCK_FILE, "tokenizer/bertforge_tokenizer.json")
 
 
 def refuse_foreign_run_dir(run_dir: Path) -> None:
