@@ -178,6 +178,8 @@ class ModelConfig:
     sparse_prediction: bool = True  # run the MLM decoder only on masked positions (same loss, less compute)
     causal: bool = False  # causal self-attention (a decoder, RobertaForCausalLM); set by train.objective
     sentence_head: bool = False  # pooler + 2-way sentence-pair head (NSP/SOP, BertForPreTraining); set by train.objective
+    discriminator: bool = False  # ELECTRA: a replaced-token detector trained with a small generator; set by train.objective
+    generator_fraction: float = 0.25  # ELECTRA: the generator's width (hidden, heads, FFN) as a share of this model's
 
     def __post_init__(self) -> None:
         _positive(
@@ -203,6 +205,8 @@ class ModelConfig:
                 raise ConfigError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0 <= self.pad_id < self.vocab_size:
             raise ConfigError(f"model.pad_id must be in [0, vocab_size), got {self.pad_id}")
+        if not 0.0 < self.generator_fraction <= 1.0:
+            raise ConfigError(f"model.generator_fraction must be in (0, 1], got {self.generator_fraction}")
 
     @property
     def head_dim(self) -> int:
@@ -214,7 +218,7 @@ class ModelConfig:
         return self.max_seq_len + self.position_offset
 
 
-OBJECTIVES = ("mlm", "clm", "mlm+nsp", "mlm+sop")
+OBJECTIVES = ("mlm", "clm", "mlm+nsp", "mlm+sop", "electra")
 PAIR_OBJECTIVES = {"mlm+nsp": "nsp", "mlm+sop": "sop"}  # objective -> data.pairs
 
 
@@ -245,7 +249,9 @@ class TrainConfig:
     strategy: str = "ddp"  # under torchrun: "ddp" (a full replica per rank) or "fsdp" (FSDP2, sharded over ranks)
     seed: int = 0  # seeds init, data order, masks and dropout
     eval_seed: int = 1234  # fixed masks for validation, so evaluations compare
-    objective: str = "mlm"  # "mlm" (masked LM, an encoder), "clm" (next token, a decoder), "mlm+nsp" / "mlm+sop" (BERT / ALBERT)
+    objective: str = "mlm"  # "mlm" (masked LM, an encoder), "clm" (next token, a decoder), "mlm+nsp" / "mlm+sop" (BERT / ALBERT),
+    # "electra" (replaced-token detection, Clark et al. 2020: a small generator fills the masks, the model learns which tokens were replaced)
+    rtd_weight: float = 50.0  # electra: weight of the detection loss against the generator's MLM loss (the paper's lambda)
     loss_on: str = "all"  # clm: "all" tokens, or only the "response" part of templated records (data.template)
     recipe: str = ""  # the `--budget` recipe this run follows (recipes/budget.yaml), for the record
     fill_mask_samples: int = 3  # validation sentences whose masked word's top-3 guesses each evaluation logs (0 = none)
@@ -282,6 +288,8 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be a finite number, got {self.lr}")
         if not 0.0 < self.rollback_lr_factor <= 1.0:
             raise ConfigError(f"train.rollback_lr_factor must be in (0, 1], got {self.rollback_lr_factor}")
+        if not (math.isfinite(self.rtd_weight) and self.rtd_weight > 0):
+            raise ConfigError(f"train.rtd_weight must be a positive number, got {self.rtd_weight}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not self.max_steps and not self.max_tokens and not self.max_time_s:
@@ -329,6 +337,9 @@ class RunConfig:
             object.__setattr__(self, "data", dataclasses.replace(self.data, pairs=pairs))
         if self.model.sentence_head != bool(pairs):
             object.__setattr__(self, "model", dataclasses.replace(self.model, sentence_head=bool(pairs)))
+        electra = self.train.objective == "electra"
+        if self.model.discriminator != electra:
+            object.__setattr__(self, "model", dataclasses.replace(self.model, discriminator=electra))
         if self.data.phases:
             longest = max(p["seq_len"] for p in self.data.phases)
             if longest > self.model.max_seq_len:

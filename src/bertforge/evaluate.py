@@ -25,9 +25,12 @@ from .runtime import autocast
 EVAL_MASKING = MaskingConfig()
 SUM_KEYS = ("loss_sum", "masked_tokens", "correct", "correct5")
 PAIR_SUM_KEYS = ("sentence_loss_sum", "sentence_correct", "sentence_pairs")  # mlm+nsp / mlm+sop
+# electra: the discriminator's detection over every real token, and its hits on the replaced ones
+RTD_SUM_KEYS = ("rtd_loss_sum", "rtd_correct", "rtd_tokens", "replaced_correct", "replaced_tokens")
 # top-1 accuracy's name per objective
 ACCURACY_KEY = {
     "mlm": "masked_accuracy", "clm": "next_token_accuracy", "mlm+nsp": "masked_accuracy", "mlm+sop": "masked_accuracy",
+    "electra": "masked_accuracy",  # of the generator; the discriminator's is `detection_accuracy`
 }
 
 
@@ -65,7 +68,8 @@ def evaluate_sums(
     """
     was_training = model.training
     model.eval()
-    sums = dict.fromkeys(SUM_KEYS + (PAIR_SUM_KEYS if getattr(shards, "pairs", "") else ()), 0.0)
+    extra_keys = (PAIR_SUM_KEYS if getattr(shards, "pairs", "") else ()) + (RTD_SUM_KEYS if objective == "electra" else ())
+    sums = dict.fromkeys(SUM_KEYS + extra_keys, 0.0)
     num_batches = math.ceil(num_sequences / batch_size)
     rounds = math.ceil(num_batches / world_size) if lockstep else None
     mine = list(range(rank, num_batches, world_size))
@@ -111,7 +115,23 @@ def batch_sums(
         sums["sentence_loss_sum"] = F.cross_entropy(sentence_logits, sentence_labels, reduction="sum").item()
         sums["sentence_correct"] = (sentence_logits.argmax(-1) == sentence_labels).sum().item()
         sums["sentence_pairs"] = sentence_labels.numel()
+    if out.rtd_logits is not None:
+        sums.update(detection_sums(out.rtd_logits.float(), out.rtd_labels))
     return sums
+
+
+def detection_sums(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """ELECTRA's discriminator on one batch: summed loss and hits over real tokens, hits on replaced ones."""
+    real = labels != -100
+    logits, labels = logits[real], labels[real].float()
+    hits = (logits > 0).float() == labels
+    return {
+        "rtd_loss_sum": F.binary_cross_entropy_with_logits(logits, labels, reduction="sum").item(),
+        "rtd_correct": hits.sum().item(),
+        "rtd_tokens": labels.numel(),
+        "replaced_correct": hits[labels == 1].sum().item(),
+        "replaced_tokens": (labels == 1).sum().item(),
+    }
 
 
 def metrics_from_sums(sums: dict[str, float], objective: str = "mlm") -> dict:
@@ -122,6 +142,12 @@ def metrics_from_sums(sums: dict[str, float], objective: str = "mlm") -> dict:
         pairs = {
             "sentence_loss": sums["sentence_loss_sum"] / sums["sentence_pairs"],
             "sentence_accuracy": sums["sentence_correct"] / sums["sentence_pairs"],
+        }
+    if sums.get("rtd_tokens"):
+        pairs = {
+            "detection_loss": sums["rtd_loss_sum"] / sums["rtd_tokens"],
+            "detection_accuracy": sums["rtd_correct"] / sums["rtd_tokens"],
+            "replaced_recall": sums["replaced_correct"] / max(sums["replaced_tokens"], 1),
         }
     return {
         **pairs,

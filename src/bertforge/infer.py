@@ -13,7 +13,7 @@ from .config import RunConfig, load_config
 from .errors import DataError
 from .finite import check_finite_model
 from .folders import RUN, RUN_CONFIG, folder_kind
-from .model import MaskedLM
+from .model import MaskedLM, build_model
 from .runtime import resolve_device
 from .tokenizer import TextTokenizer, load_tokenizer
 from .checkpoint import latest_intact_checkpoint, load_model_weights
@@ -37,7 +37,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     config = load_config(run_dir / RUN_CONFIG)
     checkpoint = latest_intact_checkpoint(run_dir)
     torch_device = resolve_device(device)
-    model = MaskedLM(config.model)
+    model = build_model(config.model)
     load_model_weights(model, checkpoint)
     check_finite_model(model, checkpoint)
     model.to(torch_device).eval()
@@ -78,9 +78,8 @@ def _fill_padded(run: LoadedRun, ids: list[list[int]], top_k: int, names: dict[i
     width = max(len(x) for x in ids)
     input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=run.device)  # (B, T)
     attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=run.device)
-    h = run.model.encoder(input_ids, attention)  # (B, T, H)
     where = input_ids == mask_id  # (B, T)
-    logits = run.model.head(h[where], run.model.encoder.embeddings.tokens.weight)  # (masks, V)
+    logits = run.model.masked_logits(input_ids, attention, where)  # (masks, V)
     top = logits.float().softmax(dim=-1).topk(min(top_k, logits.shape[-1]), dim=-1)
     rows = [
         [{"token": _name(run, i, names), "token_id": i, "score": p} for p, i in zip(ps, js)]

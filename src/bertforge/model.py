@@ -15,7 +15,7 @@ renaming plus a QKV split (see hf/keys.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -201,11 +201,13 @@ def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
 
 
 class MLMHead(nn.Module):
-    """Dense, activation, LayerNorm, then the decoder whose weight is the token embedding."""
+    """Dense, activation, LayerNorm, then the decoder whose weight is the token embedding.
 
-    def __init__(self, cfg: ModelConfig):
+    `in_size` is the width it reads when that differs from the embedding's (ELECTRA's generator)."""
+
+    def __init__(self, cfg: ModelConfig, in_size: int | None = None):
         super().__init__()
-        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.dense = nn.Linear(in_size or cfg.hidden_size, cfg.hidden_size)
         self.act = activation(cfg.activation)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
@@ -238,6 +240,9 @@ class MLMOutput:
     sentence_logits: torch.Tensor | None = None  # (B, 2) with model.sentence_head
     sentence_loss: torch.Tensor | None = None  # mean cross-entropy of the sentence task, when labels are given
     mlm_loss: torch.Tensor | None = None  # the masked-LM part of `loss`
+    rtd_logits: torch.Tensor | None = None  # ELECTRA: (B, T) "this token was replaced" logits of the discriminator
+    rtd_labels: torch.Tensor | None = None  # ELECTRA: (B, T) 1 replaced, 0 original, IGNORE_INDEX on padding
+    rtd_loss: torch.Tensor | None = None  # ELECTRA: mean binary cross-entropy of the detection
 
 
 class MaskedLM(nn.Module):
@@ -288,6 +293,11 @@ class MaskedLM(nn.Module):
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return MLMOutput(logits=logits, loss=loss, labels=targets)
 
+    def masked_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, where: torch.Tensor) -> torch.Tensor:
+        """(N, V) logits at the N positions where `where` (B, T) is true: fill-mask's question."""
+        h = self.encoder(input_ids, attention_mask)  # (B, T, H)
+        return self.head(h[where], self.encoder.embeddings.tokens.weight)
+
     def new_cache(self) -> KVCache:
         return KVCache(self.config.num_layers)
 
@@ -295,6 +305,134 @@ class MaskedLM(nn.Module):
         """(B, V) logits of the token after `input_ids`, which continue the cached ones (causal models)."""
         h = self.encoder(input_ids, cache=cache)  # (B, t, H)
         return self.head(h[:, -1], self.encoder.embeddings.tokens.weight)
+
+
+def generator_config(cfg: ModelConfig) -> ModelConfig:
+    """ELECTRA's generator: the discriminator's depth at `generator_fraction` of its width. Clark et
+    al. (2020) found a quarter to a half best: a stronger generator makes the task too hard."""
+    heads = max(1, round(cfg.num_heads * cfg.generator_fraction))
+    return replace(
+        cfg, hidden_size=heads * cfg.head_dim, num_heads=heads, discriminator=False, sentence_head=False,
+        intermediate_size=max(1, round(cfg.intermediate_size * cfg.generator_fraction)),
+    )
+
+
+class Generator(nn.Module):
+    """ELECTRA's generator: a small masked LM that shares the discriminator's embeddings (as in the
+    paper): their output is projected down to its width, and its MLM head projects back up and
+    decodes with the shared token embedding (HF's `embeddings_project` / `generator_predictions`)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        small = generator_config(cfg)
+        self.project = nn.Linear(cfg.hidden_size, small.hidden_size)
+        self.layers = nn.ModuleList(Block(small) for _ in range(small.num_layers))
+        self.final_norm = nn.LayerNorm(small.hidden_size, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else None
+        self.head = MLMHead(cfg, in_size=small.hidden_size)
+
+    def forward(self, embedded: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, T, H) embeddings -> (B, T, h) contextual vectors of the generator."""
+        x = self.project(embedded)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, attn_mask, None, i)
+        return self.final_norm(x) if self.final_norm is not None else x
+
+
+class DetectionHead(nn.Module):
+    """Dense, activation, then one logit per token: "replaced" (HF's `discriminator_predictions`)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.act = activation(cfg.activation)
+        self.prediction = nn.Linear(cfg.hidden_size, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.prediction(self.act(self.dense(h))).squeeze(-1)  # (B, T)
+
+
+class Electra(nn.Module):
+    """ELECTRA's replaced-token detection (Clark et al., 2020): a sample-efficient pretraining.
+
+    The generator fills the masked positions with tokens sampled from its own predictions; the
+    discriminator (`encoder`, the model you keep) reads the result and says for every token
+    whether it was replaced. It learns from all tokens, not only the ~15% masked, which is why
+    small models gain most. A sampled token equal to the original counts as original. The loss
+    is the generator's MLM loss + `rtd_weight` x the detection loss (lambda = 50 in the paper);
+    no gradient flows through the sampling. Without labels the model answers as a masked LM
+    through its generator (fill-mask works); embeddings come from the discriminator.
+    """
+
+    def __init__(self, cfg: ModelConfig, rtd_weight: float = 50.0):
+        super().__init__()
+        self.config = cfg
+        self.rtd_weight = rtd_weight
+        self.encoder = Encoder(cfg)
+        self.detector = DetectionHead(cfg)
+        self.generator = Generator(cfg)
+        self.apply(lambda m: init_weights(m, cfg.initializer_range))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> MLMOutput:
+        if token_type_ids is not None and self.config.type_vocab_size < 2:
+            token_type_ids = None
+        embeddings, decoder = self.encoder.embeddings, self.encoder.embeddings.tokens.weight
+        g = self.generator(embeddings(input_ids, token_type_ids), padding_mask(attention_mask))  # (B, T, h)
+        if labels is None:
+            return MLMOutput(logits=self.generator.head(g, decoder))
+        selected = labels != IGNORE_INDEX  # (B, T)
+        logits = self.generator.head(g[selected], decoder)  # (M, V): the masked positions only
+        targets = labels[selected]
+        mlm_loss = fastops.cross_entropy(logits, targets)
+        corrupted, replaced = self.corrupt(input_ids, labels, selected, logits.detach())
+        h = self.encoder(corrupted, attention_mask, token_type_ids)
+        rtd_logits = self.detector(h)  # (B, T)
+        real = attention_mask.bool() if attention_mask is not None else torch.ones_like(selected)
+        rtd_loss = F.binary_cross_entropy_with_logits(rtd_logits[real].float(), replaced[real].float())
+        rtd_labels = torch.where(real, replaced.long(), IGNORE_INDEX)
+        return MLMOutput(
+            logits=logits, loss=mlm_loss + self.rtd_weight * rtd_loss, labels=targets, mlm_loss=mlm_loss,
+            rtd_logits=rtd_logits, rtd_labels=rtd_labels, rtd_loss=rtd_loss,
+        )
+
+    def masked_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, where: torch.Tensor) -> torch.Tensor:
+        """(N, V) logits at the N positions where `where` is true, from the generator (the masked LM of the pair)."""
+        g = self.generator(self.encoder.embeddings(input_ids), padding_mask(attention_mask))
+        return self.generator.head(g[where], self.encoder.embeddings.tokens.weight)
+
+    def corrupt(
+        self, input_ids: torch.Tensor, labels: torch.Tensor, selected: torch.Tensor, logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the original tokens with the masked ones replaced by generator samples, (B, T) bool "replaced").
+
+        Training samples with the global RNG (saved in checkpoints: resume is exact); evaluation
+        with a fixed seed on a forked RNG, so it neither varies nor disturbs training's stream."""
+        original = torch.where(selected, labels, input_ids)
+        if self.training:
+            sampled = sample_tokens(logits)
+        else:
+            devices = [logits.device] if logits.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(0)
+                sampled = sample_tokens(logits)
+        corrupted = original.clone()
+        corrupted[selected] = sampled
+        return corrupted, corrupted != original
+
+
+def sample_tokens(logits: torch.Tensor) -> torch.Tensor:
+    """One token per row of (M, V) logits, drawn from their softmax (temperature 1)."""
+    return torch.multinomial(torch.softmax(logits.float(), dim=-1), 1).squeeze(-1)
+
+
+def build_model(cfg: ModelConfig, rtd_weight: float = 50.0) -> nn.Module:
+    """The model a run trains: ELECTRA's pair for a discriminator (train.objective electra), else MaskedLM."""
+    return Electra(cfg, rtd_weight) if cfg.discriminator else MaskedLM(cfg)
 
 
 def init_weights(module: nn.Module, std: float) -> None:

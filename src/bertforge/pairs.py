@@ -253,22 +253,33 @@ def pair_inputs(shards, indices: np.ndarray, device=None) -> dict:
     return {k: v.to(device) for k, v in out.items()} if device is not None else out
 
 
+# Parts of a pretraining model that belong to its objective, not to the encoder: `pretrain --init-from`
+# may start another objective's run from them (prefix -> what it is, for the log).
+OBJECTIVE_PARTS = {
+    "sentence.": "sentence-pair head",
+    "head.": "MLM head",
+    "generator.": "ELECTRA generator",
+    "detector.": "ELECTRA detection head",
+}
+
+
 def load_start_weights(model, checkpoint: Path) -> None:
-    """`pretrain --init-from` with another objective than the start run's: a sentence head the new run
-    does not train is dropped, one it trains and the start run lacks starts fresh (BERT's init);
-    everything else must match, as `load_model_weights` checks."""
+    """`pretrain --init-from` with another objective than the start run's: a part (sentence head,
+    MLM head, ELECTRA generator / detector) the new run does not train is dropped, one it trains and
+    the start run lacks starts fresh (BERT's init); the encoder must match, as `load_model_weights` checks."""
     state = load_tensors(Path(checkpoint) / "model.safetensors")
-    head = {k for k in state if k.startswith("sentence.")}
-    if bool(head) == (model.sentence is not None):
+    own = model.state_dict()
+    if set(state) == set(own):
         load_model_weights(model, checkpoint)
         return
-    own = model.state_dict()
-    if head:
-        log.info("--init-from %s: its sentence-pair head is not used by this objective and is dropped", checkpoint)
-        state = {k: v for k, v in state.items() if k not in head}
-    else:
-        log.info("--init-from %s has no sentence-pair head: this run's starts from BERT's initialisation", checkpoint)
-        state = {**state, **{k: v for k, v in own.items() if k.startswith("sentence.")}}
+    for prefix, part in OBJECTIVE_PARTS.items():
+        theirs, ours = any(k.startswith(prefix) for k in state), any(k.startswith(prefix) for k in own)
+        if theirs and not ours:
+            log.info("--init-from %s: its %s is not used by this objective and is dropped", checkpoint, part)
+            state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        elif ours and not theirs:
+            log.info("--init-from %s has no %s: this run's starts from BERT's initialisation", checkpoint, part)
+            state = {**state, **{k: v for k, v in own.items() if k.startswith(prefix)}}
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected or any(state[k].shape != own[k].shape for k in own):
         load_model_weights(model, checkpoint)  # its DataError names what does not match

@@ -142,9 +142,9 @@ def add_interop(sub) -> None:
     )
     p.add_argument("run", help="run folder (its latest checkpoint) or a fine-tuned folder from `bertforge finetune`")
     p.add_argument("--out", required=True, help="folder to write")
-    p.add_argument("--arch", choices=("bert", "roberta", "roberta-prelayernorm"),
-                   help="default: roberta-prelayernorm for a pre-LN model (model.norm=pre), else roberta for "
-                   "byte-level BPE, bert for WordPiece")
+    p.add_argument("--arch", choices=("bert", "roberta", "roberta-prelayernorm", "electra"),
+                   help="default: electra (ElectraForPreTraining) for an ELECTRA run, roberta-prelayernorm for a "
+                   "pre-LN model (model.norm=pre), else roberta for byte-level BPE, bert for WordPiece")
     add_common(p)
     p.set_defaults(func=cmd_export)
 

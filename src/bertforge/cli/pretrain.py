@@ -13,6 +13,7 @@ EXAMPLES = """\
 examples:
   bertforge pretrain --corpus kant.txt --preset small --out run --max-time 30m
   bertforge pretrain --corpus kant.txt --budget 10m --out run
+  bertforge pretrain --corpus kant.txt --objective electra --preset small --out electra-run --max-time 30m
   bertforge pretrain --corpus alpaca.json --objective clm --template alpaca --loss-on response --out chat
   bertforge pretrain --data data --preset small --out run --set train.lr=3e-4
   bertforge pretrain --out run --resume
@@ -112,8 +113,9 @@ def add_commands(sub, parser_class) -> None:
     p.add_argument("--seq-len", type=int)
     p.add_argument("--whole-word", action="store_true", default=None, help="whole-word masking")
     p.add_argument(
-        "--objective", choices=("mlm", "clm", "mlm+nsp", "mlm+sop"),
-        help="mlm (masked LM, default), clm (causal LM: next token), mlm+nsp (BERT) or mlm+sop (ALBERT)",
+        "--objective", choices=("mlm", "clm", "mlm+nsp", "mlm+sop", "electra"),
+        help="mlm (masked LM, default), clm (causal LM: next token), mlm+nsp (BERT), mlm+sop (ALBERT) or "
+        "electra (replaced-token detection with a small generator: learns from every token)",
     )
     p.add_argument("--template", help="JSON/CSV records -> texts: alpaca, or e.g. 'User: {prompt}\\nAgent: {response}'")
     p.add_argument("--loss-on", choices=("all", "response"), help="clm with --template: train on all tokens or the responses only")

@@ -86,7 +86,7 @@ def export_finetuned(ft_dir: Path, out_dir: Path, arch: str | None) -> Path:
     """A fine-tuning folder as `...ForSequenceClassification` / `...ForTokenClassification`."""
     ft = load_finetuned(ft_dir, device="cpu")
     check_finite_model(ft.model, ft_dir)
-    arch = arch or default_arch(ft.tokenizer, ft.config.model)
+    arch = arch or default_arch(ft.tokenizer, ft.config.model, with_head=False)
     tensors, config = finetuned_to_hf(ft, arch)
     with files.atomic_dir(out_dir) as tmp:
         files.save_tensors(tmp / "model.safetensors", tensors, metadata={"format": "pt"})

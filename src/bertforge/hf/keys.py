@@ -83,6 +83,13 @@ ROBERTA_HEAD = {
     "head.bias": "lm_head.bias",
 }
 ROBERTA_DECODER = ("lm_head.decoder.weight", "lm_head.decoder.bias")
+# ELECTRA's discriminator head (ElectraDiscriminatorPredictions): dense, hidden_act, one logit per token.
+ELECTRA_HEAD = {
+    "detector.dense.weight": "discriminator_predictions.dense.weight",
+    "detector.dense.bias": "discriminator_predictions.dense.bias",
+    "detector.prediction.weight": "discriminator_predictions.dense_prediction.weight",
+    "detector.prediction.bias": "discriminator_predictions.dense_prediction.bias",
+}
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,17 @@ ARCHS = {
         positions_after_pad=True,
         gelu_head=True,
         default_pad_id=1,
+    ),
+    # ELECTRA's discriminator (train.objective electra): BERT's encoder names under `electra.`, positions
+    # from 0, embedding_size = hidden_size (no projection); the generator is a training device and stays home.
+    "electra": Arch(
+        prefix="electra.",
+        mlm_class="ElectraForPreTraining",
+        clm_class="ElectraForCausalLM",
+        head=ELECTRA_HEAD,
+        decoder=(),
+        norm="post",
+        layers=POST_LN_LAYER_KEYS,
     ),
     "roberta-prelayernorm": Arch(
         prefix="roberta_prelayernorm.",
@@ -225,6 +243,13 @@ def exports_sentence_head(cfg: ModelConfig, arch: str) -> bool:
 def check_exportable(cfg: ModelConfig, arch: str, mlm_head: bool = True) -> None:
     """Refuse what the chosen architecture cannot compute (the MLM head's activation only with the head)."""
     a = _arch(arch)
+    if mlm_head and cfg.discriminator != (arch == "electra"):
+        raise DataError(
+            "this run is an ELECTRA discriminator (train.objective electra), which has no MLM head: export it with "
+            "--arch electra (ElectraForPreTraining)" if cfg.discriminator else
+            "--arch electra exports an ELECTRA discriminator (a run with train.objective electra); this run is a "
+            "masked LM: use --arch bert or --arch roberta"
+        )
     if cfg.norm == "pre" and a.norm != "pre":
         raise DataError(
             f"this model is pre-LN (model.norm: pre), which {a.mlm_class} cannot express; "
@@ -366,6 +391,7 @@ def hf_config(cfg: ModelConfig, tokenizer: TextTokenizer, arch: str, mlm_head: b
         "pad_token_id": cfg.pad_id,
         "bos_token_id": tokenizer.bos_id,
         "eos_token_id": tokenizer.eos_id,
+        **({"embedding_size": cfg.hidden_size} if arch == "electra" else {}),  # ELECTRA's default is 128
         "position_embedding_type": "absolute",  # read by transformers 4.x
         "tie_word_embeddings": True,
         "dtype": "float32",
@@ -383,6 +409,9 @@ def model_config_from_hf(hf_cfg: dict) -> ModelConfig:
     """Our ModelConfig for a BERT/RoBERTa/RoBERTa-PreLayerNorm config.json (the last a pre-LN model);
     DataError for what our model cannot compute."""
     arch = hf_cfg.get("model_type")
+    if arch == "electra":
+        raise DataError("config.json: model_type 'electra': bertforge exports ELECTRA discriminators but imports "
+                        "BERT/RoBERTa/RoBERTa-PreLayerNorm masked LMs only")
     if arch not in ARCHS:
         raise DataError(
             f"config.json: model_type {arch!r} is not supported; bertforge imports {', '.join(ARCHS)} MLMs"
@@ -433,10 +462,14 @@ def _refuse_unsupported(hf_cfg: dict) -> None:
 # ---------------------------------------------------------------- tokenizer files
 
 
-def default_arch(tokenizer: TextTokenizer, cfg: ModelConfig | None = None) -> str:
-    """RoBERTa-PreLayerNorm for a pre-LN model (whatever its tokenizer); BERT for a post-LN causal LM,
-    whose positions `generate()` numbers as BERT does (module docstring); else RoBERTa for
-    RoBERTa-style specials (byte-level BPE by default), BERT for BERT's (WordPiece)."""
+def default_arch(tokenizer: TextTokenizer, cfg: ModelConfig | None = None, with_head: bool = True) -> str:
+    """ELECTRA for an ELECTRA discriminator with its head; RoBERTa-PreLayerNorm for a pre-LN model
+    (whatever its tokenizer); BERT for a post-LN causal LM, whose positions `generate()` numbers as
+    BERT does (module docstring); else RoBERTa for RoBERTa-style specials (byte-level BPE by
+    default), BERT for BERT's (WordPiece). Without the head (a fine-tuned model) an ELECTRA
+    discriminator's encoder is a BERT/RoBERTa encoder like any other."""
+    if cfg is not None and cfg.discriminator and with_head and cfg.norm != "pre":
+        return "electra"
     if cfg is not None and cfg.norm == "pre":
         return PRE_LN_ARCH
     if cfg is not None and cfg.causal:
@@ -461,7 +494,7 @@ def tokenizer_files(tokenizer: TextTokenizer, cfg: ModelConfig, arch: str) -> di
     # BERT always takes token types. The RoBERTa family takes them only where they can differ from
     # type 0: a BERT-scheme tokenizer (its pair template marks the second text 1) feeding a model
     # with segment embeddings, as our fine-tuning feeds them.
-    types = arch == "bert" or (tokenizer.scheme == "bert" and cfg.type_vocab_size >= 2)
+    types = arch in ("bert", "electra") or (tokenizer.scheme == "bert" and cfg.type_vocab_size >= 2)
     inputs = ["input_ids", "token_type_ids", "attention_mask"] if types else ["input_ids", "attention_mask"]
     config = {
         **_tokenizer_class(tokenizer),

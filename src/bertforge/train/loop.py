@@ -34,7 +34,7 @@ from ..evaluate import ACCURACY_KEY, attention_mask_for, eval_sequences, evaluat
 from ..files import read_json, write_json
 from ..folders import RUN_CONFIG, RUN_INFO
 from ..masking import MaskingVocab, causal_labels, mask_tokens, masking_vocab, sequence_seeds
-from ..model import IGNORE_INDEX, MaskedLM, count_parameters
+from ..model import IGNORE_INDEX, MaskedLM, build_model, count_parameters
 from ..console import live_progress, show_logs_without_setup
 from ..runtime import autocast, autocast_dtype, precision_choice, resolve_device
 from ..shards import PackedShards, check_compatible, load_manifest
@@ -165,7 +165,7 @@ def setup(
     if checkpoint is not None and world.is_main:
         set_aside_newer(run_dir, checkpoint)
     torch.manual_seed(cfg.train.seed)  # the one seeding point: init weights (the same on every rank)
-    model = MaskedLM(cfg.model).to(device)
+    model = build_model(cfg.model, cfg.train.rtd_weight).to(device)
     if checkpoint is not None or init_from is not None:  # weights go in before DDP/FSDP copy or shard them
         if checkpoint is not None:
             load_model_weights(model, checkpoint)
@@ -439,7 +439,7 @@ def train_step(t: Trainer) -> dict:
     counts = torch.tensor([sum(b.masked for b in batches), sum(b.tokens for b in batches)])
     masked, tokens = t.world.all_reduce_sum(counts).tolist()
     loss_sum = torch.zeros((), device=t.device)  # this rank's part of the step's mean loss
-    sentence_sum = torch.zeros((), device=t.device)  # its sentence-task (NSP/SOP) part
+    second_sum = torch.zeros((), device=t.device)  # its second objective's part: NSP/SOP, or ELECTRA's weighted detection
     for i, b in enumerate(batches):
         with distributed.gradient_sync(t.parallel, enabled=i == len(batches) - 1):
             with autocast(t.device, t.amp_dtype):
@@ -454,7 +454,9 @@ def train_step(t: Trainer) -> dict:
             (t.scaler.scale(scaled) if t.scaler else scaled).backward()
         loss_sum += share.detach()
         if out.sentence_loss is not None:
-            sentence_sum += out.sentence_loss.detach() * (b.masked / max(masked, 1))
+            second_sum += out.sentence_loss.detach() * (b.masked / max(masked, 1))
+        elif out.rtd_loss is not None:
+            second_sum += out.rtd_loss.detach() * (cfg.rtd_weight * b.masked / max(masked, 1))
     t.state.tokens += tokens
     grad_norm, applied = optimizer_step(
         t.optimizer, t.model.parameters(), cfg.clip_grad_norm, scaler=t.scaler, clip=distributed.clip_grad_norm,
@@ -462,7 +464,7 @@ def train_step(t: Trainer) -> dict:
     )
     t.state.step += 1
     t.state.skipped_steps += not applied
-    return {"loss": loss_sum, "grad_norm": grad_norm, "lr": lr, "sentence_loss": sentence_sum, "skipped": not applied}
+    return {"loss": loss_sum, "grad_norm": grad_norm, "lr": lr, "second_loss": second_sum, "skipped": not applied}
 
 
 def step_is_finite(t: Trainer, loss_sum: torch.Tensor, grad_norm: torch.Tensor) -> bool:
@@ -500,6 +502,9 @@ def run_evaluation(t: Trainer) -> dict | None:
     if "sentence_accuracy" in result:
         info(t, "step %d validation: sentence task (%s) loss %.4f  accuracy %.4f", t.state.step,
              t.cfg.data.pairs, result["sentence_loss"], result["sentence_accuracy"])
+    if "detection_accuracy" in result:
+        info(t, "step %d validation: replaced-token detection loss %.4f  accuracy %.4f  recall of replaced %.4f",
+             t.state.step, result["detection_loss"], result["detection_accuracy"], result["replaced_recall"])
     return result
 
 
@@ -593,20 +598,30 @@ def log_train_record(t: Trainer, bar, record: dict) -> None:
         bar.set_postfix(loss=loss[:5], tok_s=f"{record['tokens_per_s']:,.0f}")
 
 
+def second_objective(cfg: RunConfig) -> tuple[str | None, float]:
+    """(name, weight in the loss) of the objective trained beside the MLM: NSP/SOP's sentence loss,
+    ELECTRA's detection loss (whose `mlm_loss` is the generator's); (None, 0) for plain MLM / CLM."""
+    if cfg.model.sentence_head:
+        return "sentence_loss", 1.0
+    if cfg.model.discriminator:
+        return "rtd_loss", cfg.train.rtd_weight
+    return None, 0.0
+
+
 class LogWindow:
     """Training loss and throughput since the last log record (loss stays on the device until then)."""
 
     def __init__(self, tokens: int):
         self.loss_sum: torch.Tensor | float = 0.0
-        self.sentence_sum: torch.Tensor | float = 0.0
+        self.second_sum: torch.Tensor | float = 0.0
         self.steps = 0
         self.skipped = 0  # non-finite steps: left out of the mean
         self.tokens_at_start = tokens
         self.started = time.perf_counter()
 
-    def add(self, loss: torch.Tensor, sentence_loss: torch.Tensor | float = 0.0) -> None:
+    def add(self, loss: torch.Tensor, second_loss: torch.Tensor | float = 0.0) -> None:
         self.loss_sum = self.loss_sum + loss
-        self.sentence_sum = self.sentence_sum + sentence_loss
+        self.second_sum = self.second_sum + second_loss
         self.steps += 1
 
     def record(self, t: Trainer, out: dict) -> dict:
@@ -614,12 +629,13 @@ class LogWindow:
         seconds = max(time.perf_counter() - self.started, 1e-9)
         loss_sum = t.world.all_reduce_sum(torch.as_tensor(self.loss_sum, device=t.device).clone())
         grad_norm = float(out["grad_norm"])
-        pairs = {}
-        if t.model.sentence is not None and self.steps:  # mlm+nsp / mlm+sop: both parts of the loss
-            sentence = float(t.world.all_reduce_sum(torch.as_tensor(self.sentence_sum, device=t.device).clone()))
-            pairs = {"mlm_loss": (float(loss_sum) - sentence) / self.steps, "sentence_loss": sentence / self.steps}
+        parts = {}
+        second_name, weight = second_objective(t.cfg)
+        if second_name and self.steps:  # mlm+nsp / mlm+sop / electra: both parts of the loss
+            second = float(t.world.all_reduce_sum(torch.as_tensor(self.second_sum, device=t.device).clone()))
+            parts = {"mlm_loss": (float(loss_sum) - second) / self.steps, second_name: second / weight / self.steps}
         return {
-            **pairs,
+            **parts,
             "loss": float(loss_sum) / self.steps if self.steps else None,
             "lr": out["lr"],
             "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
@@ -718,7 +734,7 @@ def train(t: Trainer, progress: bool = True) -> dict:
                         continue
                 else:
                     t.bad_in_a_row = 0
-                    window.add(out["loss"], out["sentence_loss"])
+                    window.add(out["loss"], out["second_loss"])
                 if t.state.step % t.cfg.train.log_every_steps == 0 or finished(t):
                     log_train_record(t, bar, window.record(t, out))
                     window = LogWindow(t.state.tokens)
