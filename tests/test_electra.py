@@ -77,7 +77,6 @@ def test_labels_are_exactly_replaced_or_not(monkeypatch):
 
 def test_corruption_reads_what_the_discriminator_sees(monkeypatch):
     model = tiny_electra().eval()
-    original = torch.tensor([[5, 6, 7, 8]])
     labels = torch.tensor([[IGNORE_INDEX, 6, IGNORE_INDEX, 8]])
     inputs = torch.tensor([[5, 3, 7, 22]])  # one [MASK], one random replacement (80/10/10 masking)
     seen = {}
