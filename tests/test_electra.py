@@ -5,6 +5,7 @@ transformers' ElectraForPreTraining with equal logits."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -159,6 +160,13 @@ def test_the_discriminator_is_the_model_you_keep(electra_run, tmp_path):
     assert len(fill_mask(run, "Tom saw a <mask>.", top_k=3)[0]) == 3  # the generator answers fill-mask
     with pytest.raises(DataError, match="ELECTRA discriminator"):
         export_run(electra_run, tmp_path / "bert", arch="bert")
+
+
+def test_a_pre_ln_discriminator_is_refused_by_electra_export_with_the_way_out(data_dir, tmp_path):
+    cfg = electra_config(max_steps=1, eval_every_steps=100)
+    pretrain(replace(cfg, model=replace(cfg.model, norm="pre")), data_dir, tmp_path / "pre", progress=False)
+    with pytest.raises(DataError, match="this discriminator is pre-LN.*fine-tune it"):
+        export_run(tmp_path / "pre", tmp_path / "pre-hf")
 
 
 def test_fine_tuning_starts_from_the_discriminator(electra_run, tmp_path):

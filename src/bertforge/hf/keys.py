@@ -250,6 +250,11 @@ def check_exportable(cfg: ModelConfig, arch: str, mlm_head: bool = True) -> None
             "--arch electra exports an ELECTRA discriminator (a run with train.objective electra); this run is a "
             "masked LM: use --arch bert or --arch roberta"
         )
+    if mlm_head and cfg.discriminator and cfg.norm == "pre":
+        raise DataError(
+            "transformers' ELECTRA is post-LN and this discriminator is pre-LN (model.norm: pre), which it cannot "
+            "express: fine-tune it and export the fine-tuned folder, or pretrain with --set model.norm=post"
+        )
     if cfg.norm == "pre" and a.norm != "pre":
         raise DataError(
             f"this model is pre-LN (model.norm: pre), which {a.mlm_class} cannot express; "
@@ -468,7 +473,7 @@ def default_arch(tokenizer: TextTokenizer, cfg: ModelConfig | None = None, with_
     BERT does (module docstring); else RoBERTa for RoBERTa-style specials (byte-level BPE by
     default), BERT for BERT's (WordPiece). Without the head (a fine-tuned model) an ELECTRA
     discriminator's encoder is a BERT/RoBERTa encoder like any other."""
-    if cfg is not None and cfg.discriminator and with_head and cfg.norm != "pre":
+    if cfg is not None and cfg.discriminator and with_head:
         return "electra"
     if cfg is not None and cfg.norm == "pre":
         return PRE_LN_ARCH
