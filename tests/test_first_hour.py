@@ -14,7 +14,8 @@ from bertforge.config import build_config
 from bertforge.finetune import finetune
 from bertforge.finetune.config import AUTO_LR, auto_lr
 from bertforge.finetune.metrics import single_class_prediction
-from bertforge.train.loop import pretrain, stop_limits
+from bertforge.train.loop import pretrain
+from bertforge.train.progress import stop_limits
 from bertforge.train.metrics import read_metrics
 from bertforge.train.schedule import time_fraction, train_lr_factor
 from conftest import REPO, datafile

@@ -41,7 +41,8 @@ from .shards import prepare as prepare_shards
 from .tokenizer import TextTokenizer, load_tokenizer, train_tokenizer
 from .train import distributed
 from .train.loop import pretrain as train_run
-from .train.loop import preflight, run_lock
+from .train.loop import preflight
+from .train.run_folder import run_lock
 
 log = logging.getLogger("bertforge")
 

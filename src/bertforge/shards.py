@@ -384,6 +384,8 @@ def _check_splits(splits: dict[str, dict], data_cfg: DataConfig) -> None:
         raise DataError(
             f"the corpus gave no training sequences ({train['documents']} documents for training); "
             "use a larger corpus or data.val_fraction=0"
+            + ("; a .txt file without blank lines is one document: --doc-per line makes each line one"
+               if not train["documents"] else "")
         )
     if train["truncated"]:
         log.warning(

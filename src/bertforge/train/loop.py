@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,21 +26,6 @@ from typing import NamedTuple
 
 import torch
 
-from .. import files
-from ..config import RunConfig, TrainConfig, load_config, save_config, to_dict
-from ..errors import ConfigError, DataError, DivergedError
-from ..evaluate import ACCURACY_KEY, attention_mask_for, eval_sequences, evaluate_sums, metrics_from_sums
-from ..files import read_json, write_json
-from ..folders import RUN_CONFIG, RUN_INFO
-from ..masking import MaskingVocab, causal_labels, mask_tokens, masking_vocab, sequence_seeds
-from ..model import IGNORE_INDEX, MaskedLM, build_model, count_parameters
-from ..console import live_progress, show_logs_without_setup
-from ..runtime import autocast, autocast_dtype, precision_choice, resolve_device
-from ..shards import PackedShards, check_compatible, load_manifest
-from ..tokenizer import TextTokenizer, load_tokenizer
-from ..pairs import load_start_weights, pair_inputs
-from . import distributed, phases
-from .batches import BatchOrder, batch_order
 from ..checkpoint import (
     checkpoint_dirs,
     latest_intact_checkpoint,
@@ -53,55 +37,49 @@ from ..checkpoint import (
     set_rng_state,
     write_checkpoint,
 )
+from ..config import RunConfig, TrainConfig, load_config
+from ..console import show_logs_without_setup
+from ..errors import ConfigError, DataError, DivergedError
+from ..evaluate import (
+    ACCURACY_KEY,
+    attention_mask_for,
+    eval_sequences,
+    evaluate_sums,
+    metrics_from_sums,
+)
+from ..files import read_json
+from ..masking import causal_labels, mask_tokens, masking_vocab, sequence_seeds
+from ..model import IGNORE_INDEX, build_model
+from ..pairs import load_start_weights, pair_inputs
+from ..runtime import autocast, autocast_dtype, precision_choice, resolve_device
+from ..shards import PackedShards, check_compatible, load_manifest
+from ..tokenizer import TextTokenizer, load_tokenizer
+from . import distributed, phases
+from .batches import BatchOrder, batch_order
 from .distributed import World
-from .guard import Interrupted, Poison, all_finite, signal_name, stop_signals, weights_finite
+from .guard import (
+    Interrupted,
+    Poison,
+    all_finite,
+    signal_name,
+    stop_signals,
+    weights_finite,
+)
 from .metrics import MetricsWriter
-from .samples import log_samples
 from .optim import build_optimizer, optimizer_step, set_lr
+from .progress import LogWindow, describe, info, log_train_record, progress_bar
+from .run_folder import (
+    check_resume_settings,
+    remove_leftovers,
+    run_lock,
+    should_resume,
+    write_run_files,
+)
+from .samples import log_samples
 from .schedule import planned_steps, time_fraction, train_lr_factor
+from .state import Trainer, TrainerState
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainerState:
-    """The counters a checkpoint stores besides tensors."""
-
-    step: int = 0  # optimizer steps taken
-    batches: int = 0  # global micro-batches consumed = position in the data order
-    tokens: int = 0  # non-padding training tokens seen, all ranks together
-    elapsed_s: float = 0.0  # training wall-clock time, carried over resumes
-    warmup_end_s: float = 0.0  # elapsed_s when warmup ended: a time budget's LR decay starts there
-    world_size: int = 1  # ranks that wrote the checkpoint
-    skipped_steps: int = 0  # steps whose loss or gradient was not finite (no update), all rollbacks included
-    rollbacks: int = 0  # times the run went back to a checkpoint after max_bad_steps skipped steps in a row
-    lr_scale: float = 1.0  # rollback_lr_factor ** rollbacks: multiplies the scheduled LR
-
-
-@dataclass
-class Trainer:
-    """What the steps of the loop share."""
-
-    cfg: RunConfig
-    run_dir: Path
-    model: MaskedLM  # the unwrapped module: its state dict keys never change (FSDP: sharded in place)
-    parallel: torch.nn.Module  # `model` under DDP or FSDP (torchrun), else `model` itself
-    train_model: torch.nn.Module  # `parallel`, possibly wrapped by torch.compile
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler | None
-    train_data: PackedShards
-    val_data: PackedShards | None
-    order: BatchOrder
-    vocab: MaskingVocab
-    device: torch.device
-    amp_dtype: torch.dtype | None
-    metrics: MetricsWriter  # writes on rank 0 only
-    state: TrainerState
-    total_steps: int
-    world: World
-    poison: Poison  # test hook train.debug_nan_at_step
-    bad_in_a_row: int = 0  # skipped steps since the last good one
-    phase: int = 0  # index into cfg.data.phases of the shards being read (train/phases.py)
 
 
 def resolve_config(
@@ -262,43 +240,6 @@ def preflight(
     check_inputs(cfg, Path(data_dir), Path(run_dir), resume, init_from, world, allow_changed_settings)
 
 
-# Settings a resumed run may change without changing what it computes: how often it logs,
-# evaluates and saves, and where it runs. Everything else (seed, batch, schedule, limits, shape,
-# data, masking, objective) changes the math: the result would be neither the old run nor a new one.
-HARMLESS_ON_RESUME = {
-    "train.eval_every_steps", "train.eval_batches", "train.log_every_steps", "train.save_every_steps",
-    "train.keep_last", "train.fill_mask_samples", "train.eval_seed", "train.device", "train.compile", "train.strategy",
-    "train.max_bad_steps", "train.rollback_lr_factor", "train.max_rollbacks", "train.debug_nan_at_step",
-    "train.debug_nan_steps",
-}
-
-
-STOP_LIMITS = {"train.max_steps", "train.max_tokens", "train.max_time_s"}  # the decay of the LR ends there
-
-
-def flat_settings(cfg: RunConfig) -> dict[str, object]:
-    return {f"{section}.{key}": value for section, values in to_dict(cfg).items() for key, value in values.items()}
-
-
-def check_resume_settings(saved: RunConfig, new: RunConfig, allowed: bool, world: World) -> None:
-    """Refuse a resume whose settings change the math, listing each difference (unless allowed)."""
-    before, after = flat_settings(saved), flat_settings(new)
-    harmless = set(HARMLESS_ON_RESUME)
-    if saved.train.schedule == new.train.schedule == "constant":
-        harmless |= STOP_LIMITS  # the LR does not depend on when the run ends: extending it is exact
-    changed = [key for key in after if before.get(key) != after[key] and key not in harmless]
-    if not changed:
-        return
-    listed = ", ".join(f"{key} {before.get(key)!r} -> {after[key]!r}" for key in changed)
-    if not allowed:
-        raise ConfigError(
-            f"--resume with settings that change the training math: {listed}. The result would match neither "
-            "run; pass --allow-changed-settings to continue anyway"
-        )
-    if world.is_main:
-        log.warning("resuming with changed settings (--allow-changed-settings): %s", listed)
-
-
 def devices(cfg: TrainConfig, world: World) -> tuple[torch.device, torch.dtype | None]:
     """The device this rank trains on and its autocast dtype (None: fp32)."""
     device = distributed.training_device(resolve_device(cfg.device), world)
@@ -314,20 +255,6 @@ def record_precision(cfg: RunConfig, device: torch.device, world: World) -> RunC
     if world.is_main:
         log.info("precision: %s (%s)", chosen, reason)
     return replace(cfg, train=replace(cfg.train, precision=chosen))
-
-
-def should_resume(run_dir: Path, resume: bool, world: World) -> bool:
-    """Resume when asked, and automatically when torchrun restarted the group after a failure."""
-    has_checkpoints = bool(checkpoint_dirs(run_dir))
-    if distributed.restart_count() and has_checkpoints:
-        if world.is_main:
-            log.warning("torchrun restart %d: resuming from the latest checkpoint", distributed.restart_count())
-        return True
-    if has_checkpoints and not resume:
-        raise DataError(f"{run_dir} already holds checkpoints; pass --resume to continue it or pick another --out")
-    if resume and not has_checkpoints:
-        raise DataError(f"{run_dir}: no checkpoint to resume from")
-    return resume
 
 
 def dropout_seed(seed: int, rank: int) -> int:
@@ -364,22 +291,6 @@ def restore(
     if world.is_main:
         log.info("resumed from %s (step %d, %d tokens)", checkpoint, state.step, state.tokens)
     return replace(state, world_size=world.size)
-
-
-def write_run_files(
-    cfg: RunConfig, run_dir: Path, data_dir: Path, tokenizer: TextTokenizer, init_from: Path | None
-) -> None:
-    """The resolved config, the tokenizer, where the data and start weights came from."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(run_dir / RUN_CONFIG, cfg)
-    if not (run_dir / "tokenizer").exists():
-        tokenizer.save(run_dir / "tokenizer")
-    previous = run_dir / RUN_INFO
-    info = read_json(previous) if previous.is_file() else {}  # a resume keeps where it started from
-    info["data_dir"] = str(Path(data_dir).resolve())
-    if init_from is not None:
-        info["init_from"] = str(Path(init_from).resolve())
-    write_json(run_dir / RUN_INFO, info)
 
 
 @dataclass
@@ -544,108 +455,6 @@ def finished(t: Trainer) -> bool:
     )
 
 
-def info(t: Trainer, message: str, *args) -> None:
-    """Log on rank 0 only."""
-    if t.world.is_main:
-        log.info(message, *args)
-
-
-def describe(t: Trainer) -> None:
-    cfg, world = t.cfg, t.world
-    per_rank = cfg.train.batch_size // world.size
-    info(
-        t, "model: %s parameters, %d layers, hidden %d, %s-LN | data: %d train sequences of %d tokens | device %s, %s",
-        f"{count_parameters(t.model):,}", cfg.model.num_layers, cfg.model.hidden_size, cfg.model.norm,
-        len(t.train_data), cfg.data.seq_len, t.device, t.amp_dtype or "fp32",
-    )
-    info(
-        t, "global batch %d sequences = %d per rank x %d accumulation x %d rank%s%s",
-        per_rank * cfg.train.grad_accum_steps * world.size, per_rank, cfg.train.grad_accum_steps, world.size,
-        "s" if world.size > 1 else "", f" ({cfg.train.strategy})" if world.launched else "",
-    )
-    info(t, "stops at: %s", stop_limits(cfg.train))
-
-
-def stop_limits(cfg: TrainConfig) -> str:
-    """The limits that end the run, in words: a user sees at once which one will stop it."""
-    limits = []
-    if cfg.max_steps:
-        limits.append(f"{cfg.max_steps:,} steps")
-    if cfg.max_tokens:
-        limits.append(f"{cfg.max_tokens:,} tokens")
-    if cfg.max_time_s:
-        limits.append(f"{cfg.max_time_s:g} s of training")
-    return " or ".join(limits) + (", whichever comes first" if len(limits) > 1 else "")
-
-
-def progress_bar(t: Trainer, enabled: bool):
-    """A tqdm bar on a terminal or in a notebook (rank 0); off in logs and pipes (then each log record is a log line)."""
-    from tqdm.auto import tqdm
-
-    on = live_progress(enabled) and t.world.is_main
-    return tqdm(total=t.total_steps or None, initial=t.state.step, unit="step", disable=not on, dynamic_ncols=True)
-
-
-def log_train_record(t: Trainer, bar, record: dict) -> None:
-    t.metrics.write("train", t.state.step, record)
-    loss = "skipped" if record["loss"] is None else f"{record['loss']:.4f}"
-    if bar.disable:
-        info(
-            t, "step %d  loss %s  lr %.2e  %s tokens/s  %.0f s",
-            t.state.step, loss, record["lr"], f"{record['tokens_per_s']:,.0f}", record["elapsed_s"],
-        )
-    else:
-        bar.set_postfix(loss=loss[:5], tok_s=f"{record['tokens_per_s']:,.0f}")
-
-
-def second_objective(cfg: RunConfig) -> tuple[str | None, float]:
-    """(name, weight in the loss) of the objective trained beside the MLM: NSP/SOP's sentence loss,
-    ELECTRA's detection loss (whose `mlm_loss` is the generator's); (None, 0) for plain MLM / CLM."""
-    if cfg.model.sentence_head:
-        return "sentence_loss", 1.0
-    if cfg.model.discriminator:
-        return "rtd_loss", cfg.train.rtd_weight
-    return None, 0.0
-
-
-class LogWindow:
-    """Training loss and throughput since the last log record (loss stays on the device until then)."""
-
-    def __init__(self, tokens: int):
-        self.loss_sum: torch.Tensor | float = 0.0
-        self.second_sum: torch.Tensor | float = 0.0
-        self.steps = 0
-        self.skipped = 0  # non-finite steps: left out of the mean
-        self.tokens_at_start = tokens
-        self.started = time.perf_counter()
-
-    def add(self, loss: torch.Tensor, second_loss: torch.Tensor | float = 0.0) -> None:
-        self.loss_sum = self.loss_sum + loss
-        self.second_sum = self.second_sum + second_loss
-        self.steps += 1
-
-    def record(self, t: Trainer, out: dict) -> dict:
-        """The window's mean loss over all ranks (a collective: every rank calls this)."""
-        seconds = max(time.perf_counter() - self.started, 1e-9)
-        loss_sum = t.world.all_reduce_sum(torch.as_tensor(self.loss_sum, device=t.device).clone())
-        grad_norm = float(out["grad_norm"])
-        parts = {}
-        second_name, weight = second_objective(t.cfg)
-        if second_name and self.steps:  # mlm+nsp / mlm+sop / electra: both parts of the loss
-            second = float(t.world.all_reduce_sum(torch.as_tensor(self.second_sum, device=t.device).clone()))
-            parts = {"mlm_loss": (float(loss_sum) - second) / self.steps, second_name: second / weight / self.steps}
-        return {
-            **parts,
-            "loss": float(loss_sum) / self.steps if self.steps else None,
-            "lr": out["lr"],
-            "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
-            **({"skipped_steps": self.skipped} if self.skipped else {}),
-            "tokens": t.state.tokens,
-            "tokens_per_s": (t.state.tokens - self.tokens_at_start) / seconds,
-            "elapsed_s": t.state.elapsed_s,
-        }
-
-
 def due(t: Trainer, every: int) -> bool:
     return t.state.step % every == 0 and not finished(t)
 
@@ -672,43 +481,6 @@ def pretrain(
             init = Path(init_from) if init_from else None
             t = setup(cfg, Path(data_dir), run_dir, resume, init, world, allow_changed_settings)
             return train(t, progress)
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path):
-    """The run folder's writer lock (one `pretrain` at a time), refusing a folder that is not a run.
-
-    Taken first, it also makes it safe to delete what a killed writer left half-made. A folder
-    the lock itself created is removed again if the run failed before writing anything into it.
-    """
-    refuse_foreign_run_dir(run_dir)
-    created = not run_dir.exists()
-    lock = run_dir / files.LOCK_FILE
-    try:
-        with files.writer_lock(lock, f"run folder {run_dir}"):
-            yield
-    finally:
-        if created and run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [files.LOCK_FILE]:
-            lock.unlink(missing_ok=True)
-            run_dir.rmdir()
-
-
-RUN_MARKERS = (RUN_CONFIG, RUN_INFO, files.LOCK_FILE, "tokenizer/bertforge_tokenizer.json")
-
-
-def refuse_foreign_run_dir(run_dir: Path) -> None:
-    """`--out` must be a run folder, an empty folder, or not exist: never train into someone's files."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise DataError(f"--out {run_dir} is a file, not a folder; choose another --out")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not any((run_dir / m).exists() for m in RUN_MARKERS):
-        raise DataError(f"{run_dir} exists, is not empty and is not a bertforge run folder; choose another --out")
-
-
-def remove_leftovers(run_dir: Path) -> None:
-    """Temporary folders of a write that a kill interrupted (safe: we hold the writer lock)."""
-    for folder in (run_dir, run_dir / "checkpoints"):
-        for path in files.remove_stale_tmp_dirs(folder):
-            log.warning("removed %s, left by an interrupted write", path)
 
 
 def train(t: Trainer, progress: bool = True) -> dict:
