@@ -18,7 +18,7 @@ from bertforge.train.loop import pretrain
 from bertforge.train.progress import stop_limits
 from bertforge.train.metrics import read_metrics
 from bertforge.train.schedule import time_fraction, train_lr_factor
-from conftest import REPO, datafile
+from conftest import REPO, assert_one_line_error, datafile, run_cli
 
 
 def tiny_cfg(**train):
@@ -205,3 +205,14 @@ def test_demo_prints_guesses_before_and_after_training(tmp_path, capsys):
     assert len(answers) == len(DEMO_SENTENCES) and all(len(top) == 5 for top in answers)
     assert out.count("before training:") == len(DEMO_SENTENCES) == out.count("after training:")
     assert re.search(r"right word in the top 5 for \d of 4 sentences", out)
+
+
+def test_one_sentence_per_line_text_without_blank_lines_names_doc_per_line(tmp_path):
+    """A .txt without blank lines is one paragraph, so one document: the error says how to split it."""
+    corpus = tmp_path / "sentences.txt"
+    lines = datafile("kant/kant.txt").read_text(encoding="utf-8").split()
+    corpus.write_text("\n".join(" ".join(lines[i:i + 12]) for i in range(0, 3000, 12)) + "\n", encoding="utf-8")
+    r = run_cli("pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "run"), "--preset", "tiny",
+                "--max-steps", "1", "--set", "tokenizer.vocab_size=400")
+    assert_one_line_error(r, "0 documents for training", "--doc-per line")
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "data").exists()
