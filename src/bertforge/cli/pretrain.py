@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -42,6 +43,8 @@ def cmd_pretrain(args) -> int:
         return launch(args, request)
     if args.nproc is not None:
         raise ConfigError(f"--nproc {args.nproc} starts torchrun itself; under torchrun leave it out")
+    if not World.from_env().is_main:
+        logging.getLogger("bertforge").setLevel(logging.ERROR)  # rank 0 speaks for the group
     result = pretrain(out=args.out, allow_changed_settings=args.allow_changed_settings, **request)
     if args.json and World.from_env().is_main:
         print_json(result)
