@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 
 from .budget import machine_kind, parse_duration, pick_recipe
 from .config import DataConfig, RunConfig, build_config, load_yaml, merge, parse_overrides
+from .console import show_logs_without_setup
 from .corpus import iter_documents
 from .errors import ConfigError
 from .evaluate import evaluate_split
@@ -125,6 +126,7 @@ def build_tokenizer(
     settings: Settings = None,
 ) -> TextTokenizer:
     """Train a tokenizer on `corpus` (files, folders, hf:NAME; SRC:WEIGHT mixes) into the folder `out`."""
+    show_logs_without_setup()
     cfg, _ = run_config(preset, config, settings)
     return train_tokenizer(iter_documents(as_list(corpus), cfg.corpus), cfg.tokenizer, Path(out))
 
@@ -135,6 +137,7 @@ def prepare(
     val_corpus: str | Sequence[str] | None = None, progress: bool = True,
 ) -> Path:
     """Tokenize and pack `corpus` into a shard folder `out` (reused when nothing changed)."""
+    show_logs_without_setup()
     cfg, _ = run_config(preset, config, settings)
     return prepare_shards(as_list(corpus), tokenizer, cfg.data, cfg.corpus, Path(out),
                           val_sources=as_list(val_corpus), progress=progress)
@@ -175,6 +178,7 @@ def pretrain(
     """
     if out is None:
         raise ConfigError("pretrain: give `out`, the run folder to write")
+    show_logs_without_setup()  # a script or notebook sees the recipe and the data being built too
     request = dict(corpus=corpus, data=data, budget=budget, preset=preset, config=config, settings=settings,
                    max_steps=max_steps, max_tokens=max_tokens, max_time=max_time, val_corpus=val_corpus,
                    resume=resume, init_from=init_from, progress=progress)
