@@ -110,12 +110,12 @@ def stop_args(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name, None) for name in STOP_FLAGS}
 
 
-def config_from_args(args: argparse.Namespace, base=None):
+def config_from_args(args: argparse.Namespace):
     """RunConfig from --preset, --config, convenience flags and --set, in that order."""
     from ..api import run_config
 
     cfg, _ = run_config(getattr(args, "preset", None), args.config, settings_from_args(args),
-                        budget=getattr(args, "budget", None), base=base, **stop_args(args))
+                        budget=getattr(args, "budget", None), **stop_args(args))
     return cfg
 
 
