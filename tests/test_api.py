@@ -22,6 +22,31 @@ TINY = {"model.hidden_size": 32, "model.intermediate_size": 64, "model.num_heads
         "train.log_every_steps": 2, "train.eval_every_steps": 4, "train.warmup_steps": 2}
 
 
+def test_bits_per_byte_is_the_loss_per_byte_of_the_masked_text(tiny_run):
+    """`evaluate` divides the summed loss by the bytes behind the masked tokens (in bits): with a
+    table of one byte per token it is the loss in bits, with the tokenizer's it is smaller."""
+    import dataclasses
+    import math
+
+    from bertforge.evaluate import evaluate_split
+    from bertforge.folders import run_data_dir
+    from bertforge.masking import masking_vocab
+    from bertforge.shards import PackedShards
+
+    run = api.load_run(tiny_run)
+    val = PackedShards(run_data_dir(tiny_run), "validation")
+    vocab = masking_vocab(run.tokenizer)
+    real = evaluate_split(run.model, val, vocab, 4, 2)
+    ones = dataclasses.replace(vocab, byte_length=torch.ones_like(vocab.byte_length))
+    per_token = evaluate_split(run.model, val, ones, 4, 2)
+    assert per_token["loss"] == real["loss"]
+    assert per_token["bits_per_byte"] == pytest.approx(real["loss"] / math.log(2), rel=1e-12)
+    table = torch.as_tensor(run.tokenizer.byte_length_table())
+    longest = table.max().item()
+    assert real["loss"] / math.log(2) / longest <= real["bits_per_byte"] < real["loss"] / math.log(2)
+    assert api.evaluate(tiny_run, batch_size=4, batches=2)["bits_per_byte"] == pytest.approx(real["bits_per_byte"])
+
+
 def cli_sets(settings: dict) -> list[str]:
     return [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
 

@@ -187,6 +187,30 @@ def test_word_start_table_on_known_pieces(trained):
     assert wp.word_start_table()[wp.tokenizer.token_to_id("the")]
 
 
+@pytest.mark.parametrize("kind, space_before_first", [
+    ("bytelevel-bpe", 0), ("wordpiece", 1), ("sentencepiece-bpe", 1), ("unigram", 1),
+])
+def test_byte_length_table_adds_up_to_the_texts_bytes(trained, kind, space_before_first):
+    """Bits per byte divide a loss by these lengths: over a text's tokens they add up to its UTF-8
+    bytes (plus the space SentencePiece and WordPiece count before the first word)."""
+    tok, _ = trained[kind]
+    table = tok.byte_length_table()
+    assert table.shape == (tok.vocab_size,) and table.dtype == np.int64
+    assert (table[tok.special_ids] == 0).all() and (np.delete(table, tok.special_ids) > 0).all()
+    text = "the critique of telescopes and quantum bicycles with marmalade"
+    ids = tok.encode(text, add_special_tokens=False)
+    assert len(ids) > len(text.split())  # pieces, not whole words
+    assert table[ids].sum() == len(text) + space_before_first
+
+
+def test_byte_length_table_counts_every_byte_of_real_text(trained):
+    tok, _ = trained["bytelevel-bpe"]
+    table = tok.byte_length_table()
+    texts = kant_docs(50) + ["Unseen characters: naïve café — 東京 🙂"]
+    for text, ids in zip(texts, tok.encode_batch(texts)):
+        assert table[ids].sum() == len(text.encode())
+
+
 def test_decode_token_gives_readable_pieces(trained):
     bpe, _ = trained["bytelevel-bpe"]
     assert bpe.decode_token(bpe.tokenizer.token_to_id("Ġthe")) == "the"

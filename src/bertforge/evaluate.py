@@ -1,6 +1,10 @@
 """Validation metrics: MLM loss, perplexity, masked-token top-1 / top-5 accuracy; for a causal LM
 (train.objective=clm) the same over next-token predictions (`next_token_accuracy`).
 
+`bits_per_byte` is the same loss per byte of the predicted tokens' text instead of per token (in
+bits): loss and perplexity depend on the tokenizer (a 4k vocabulary predicts easier, smaller
+pieces than a 32k one), bits per byte compares runs whose tokenizers differ.
+
 Masks come from a fixed seed and the standard recipe (15%, 80/10/10), whatever the training
 recipe, so two evaluations of a run, or of two runs, compare like with like. A sequence's mask
 depends only on the seed and its index, so the metrics do not depend on the batch size nor on
@@ -69,6 +73,7 @@ def evaluate_sums(
     was_training = model.training
     model.eval()
     extra_keys = (PAIR_SUM_KEYS if getattr(shards, "pairs", "") else ()) + (RTD_SUM_KEYS if objective == "electra" else ())
+    extra_keys += ("predicted_bytes",) if vocab.byte_length is not None else ()
     sums = dict.fromkeys(SUM_KEYS + extra_keys, 0.0)
     num_batches = math.ceil(num_sequences / batch_size)
     rounds = math.ceil(num_batches / world_size) if lockstep else None
@@ -110,6 +115,8 @@ def batch_sums(
         "correct": (top5[:, 0] == targets).sum().item(),
         "correct5": (top5 == targets[:, None]).any(dim=-1).sum().item(),
     }
+    if vocab.byte_length is not None:  # the text bytes behind the predicted tokens, for bits per byte
+        sums["predicted_bytes"] = vocab.byte_length[targets.cpu()].sum().item()
     if extra:  # the sentence task: NSP / SOP accuracy on the first token's head
         sentence_logits, sentence_labels = out.sentence_logits.float(), extra["sentence_labels"]
         sums["sentence_loss_sum"] = F.cross_entropy(sentence_logits, sentence_labels, reduction="sum").item()
@@ -149,10 +156,14 @@ def metrics_from_sums(sums: dict[str, float], objective: str = "mlm") -> dict:
             "detection_accuracy": sums["rtd_correct"] / sums["rtd_tokens"],
             "replaced_recall": sums["replaced_correct"] / max(sums["replaced_tokens"], 1),
         }
+    per_byte = {}
+    if sums.get("predicted_bytes"):
+        per_byte = {"bits_per_byte": sums["loss_sum"] / sums["predicted_bytes"] / math.log(2)}
     return {
         **pairs,
         "loss": loss,
         "perplexity": perplexity(loss),
+        **per_byte,
         ACCURACY_KEY[objective]: sums["correct"] / total,
         "top5_accuracy": sums["correct5"] / total,
         "predicted_tokens" if objective == "clm" else "masked_tokens": int(sums["masked_tokens"]),

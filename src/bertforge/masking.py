@@ -75,13 +75,18 @@ class MaskingVocab:
     special: torch.Tensor  # (V,) bool: special tokens (never chosen, never drawn as replacements)
     word_start: torch.Tensor  # (V,) bool: token begins a word (for whole-word masking)
     replacement_ids: torch.Tensor  # (R,) ids a chosen token may be swapped for: all non-special tokens
+    byte_length: torch.Tensor | None = None  # (V,) int64 text bytes per token, for bits per byte (evaluate)
 
     @classmethod
-    def build(cls, vocab_size: int, special_ids: list[int], mask_id: int, word_start: np.ndarray | None = None):
+    def build(
+        cls, vocab_size: int, special_ids: list[int], mask_id: int, word_start: np.ndarray | None = None,
+        byte_length: np.ndarray | None = None,
+    ):
         special = torch.zeros(vocab_size, dtype=torch.bool)
         special[torch.tensor(sorted(special_ids), dtype=torch.long)] = True
         starts = torch.ones(vocab_size, dtype=torch.bool) if word_start is None else torch.as_tensor(word_start).bool()
-        return cls(mask_id, special, starts, torch.nonzero(~special).flatten())
+        lengths = None if byte_length is None else torch.as_tensor(byte_length, dtype=torch.long)
+        return cls(mask_id, special, starts, torch.nonzero(~special).flatten(), lengths)
 
 
 def choose_positions(input_ids: torch.Tensor, vocab: MaskingVocab, cfg: MaskingConfig, seeds: torch.Tensor):
@@ -140,7 +145,8 @@ def causal_labels(ids: torch.Tensor, pad_id: int, loss_mask: torch.Tensor | None
 
 
 def masking_vocab(tokenizer) -> MaskingVocab:
-    """The MaskingVocab of a TextTokenizer (its size, special ids, mask id and word starts)."""
+    """The MaskingVocab of a TextTokenizer (its size, special ids, mask id, word starts, byte lengths)."""
     return MaskingVocab.build(
-        tokenizer.vocab_size, tokenizer.special_ids, tokenizer.mask_id, tokenizer.word_start_table()
+        tokenizer.vocab_size, tokenizer.special_ids, tokenizer.mask_id, tokenizer.word_start_table(),
+        tokenizer.byte_length_table(),
     )

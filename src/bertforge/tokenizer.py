@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -111,6 +112,21 @@ class TextTokenizer:
         table[self.special_ids] = True
         return table
 
+    def byte_length_table(self) -> np.ndarray:
+        """(vocab_size,) int64: the UTF-8 bytes of text each token stands for, the space before a
+        word included; 0 for special tokens. Dividing a loss by these bytes instead of by tokens
+        gives bits per byte, which compares models whose tokenizers differ (Gao et al., The Pile).
+
+        Byte-level BPE spells one byte per character (`Ġ` is the space). SentencePiece's `▁` is the
+        space and `<0xNN>` one byte. WordPiece drops spaces: a word's first piece counts one for the
+        space before it, `##` pieces count their text (so punctuation counts one byte too many).
+        """
+        table = np.zeros(self.vocab_size, dtype=np.int64)
+        for token, idx in self.tokenizer.get_vocab().items():
+            table[idx] = _byte_length(token, self.kind)
+        table[self.special_ids] = 0
+        return table
+
     def meta(self) -> dict:
         """What `bertforge_tokenizer.json` records, for people and for `load_tokenizer`."""
         return {
@@ -148,6 +164,16 @@ def _starts_word(token: str, kind: str) -> bool:
 
 
 # ---------------------------------------------------------------- recipes
+
+
+def _byte_length(token: str, kind: str) -> int:
+    if kind == "bytelevel-bpe":
+        return len(token)
+    if kind == "wordpiece":
+        return len(token[2:].encode()) if token.startswith("##") else len(token.encode()) + 1
+    if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", token):  # SentencePiece's byte fallback
+        return 1
+    return len(token.replace("▁", " ").encode())
 
 
 def _special_tokens(scheme: str) -> list[AddedToken]:

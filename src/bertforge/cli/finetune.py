@@ -19,7 +19,7 @@ FLAG_KEYS = (
 CLASSIFY_EXAMPLE = """\
 examples:
   bertforge finetune classify --model run --train sst2/train.tsv --validation sst2/dev.tsv \\
-      --text-column sentence --label-column label --out sst2-ft --epochs 3 --lr 5e-5 --baselines
+      --text-column sentence --label-column label --out sst2-ft --epochs 3 --baselines
   # a CSV without a header row: give 0-based column numbers; entity + tweet as a text pair
   bertforge finetune classify --model run --train twitter_training.csv --validation twitter_validation.csv \\
       --text-column 1 --text-pair-column 3 --label-column 2 --out tweets-ft"""
@@ -27,7 +27,7 @@ examples:
 NER_EXAMPLE = """\
 example:
   bertforge finetune ner --model run --train conll2003/train.txt --validation conll2003/valid.txt \\
-      --test conll2003/test.txt --out ner-ft --epochs 3 --lr 5e-5"""
+      --test conll2003/test.txt --out ner-ft --epochs 3"""
 
 PREDICT_EXAMPLE = """\
 examples:
@@ -93,7 +93,8 @@ def add_training_args(p) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-steps", type=int, help="optimizer steps instead of whole epochs")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate (default 5e-5)")
+    p.add_argument("--lr", type=float,
+                   help="peak learning rate (default: by the encoder's width, 5e-5 from 768, 1e-4 from 384, 2e-4 below)")
     p.add_argument("--warmup-fraction", type=float, help="share of steps for the linear warmup (default 0.1)")
     p.add_argument("--max-seq-len", type=int, help="truncate inputs to this many tokens (default: the model's)")
     p.add_argument("--patience", type=int, help="stop after N evaluations without improvement")
