@@ -225,6 +225,33 @@ def test_frozen_layers_keep_their_pretrained_weights(run, tmp_path):
     assert load_config(tmp_path / "ft/config.yaml", FinetuneRunConfig).finetune.pooling == "mean"
 
 
+def test_layer_lr_decay_moves_each_layer_by_its_share_of_the_lr(run, tmp_path):
+    """Adam's first step moves a weight by about the LR whatever its gradient's size, so after one
+    step with decay 0.5 each block moved half as far as the block above, the embeddings least."""
+    from bertforge.errors import ConfigError
+    from bertforge.finetune.config import FinetuneConfig
+
+    train = write_tsv(tmp_path / "train.tsv", sst2_rows(0, 96))
+    valid = write_tsv(tmp_path / "valid.tsv", sst2_rows(96, 160))
+    options = {"max_steps": 1, "lr": 1e-3, "layer_lr_decay": 0.5, "weight_decay": 0.0, "warmup_fraction": 0.0}
+    finetune(run, train, valid, tmp_path / "ft", settings={"finetune": {"text_column": "sentence", **options}},
+             progress=False)
+    tuned = load_tensors(tmp_path / "ft/model.safetensors")
+    pretrained = load_tensors(latest_checkpoint(run) / "model.safetensors")
+
+    def moved(prefix):
+        return max((tuned[k] - pretrained[k]).abs().max().item() for k in tuned if k.startswith(prefix))
+
+    layers = sorted({int(k.split(".")[2]) for k in tuned if k.startswith("encoder.layers.")})
+    top = moved(f"encoder.layers.{layers[-1]}.")
+    for i in layers:
+        assert moved(f"encoder.layers.{i}.") / top == pytest.approx(0.5 ** (layers[-1] - i), rel=0.02)
+    assert moved("encoder.embeddings.") / top == pytest.approx(0.5 ** len(layers), rel=0.02)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="layer_lr_decay"):
+            FinetuneConfig(layer_lr_decay=bad)
+
+
 def test_long_texts_are_truncated_with_a_warning_count(run, caplog):
     from bertforge.tokenizer import load_tokenizer
 

@@ -12,7 +12,8 @@ log = logging.getLogger("bertforge")
 # Convenience flags and the `finetune.*` keys they set (each is a shortcut for --set finetune.KEY=VALUE).
 FLAG_KEYS = (
     "text_column", "text_pair_column", "label_column", "pooling", "max_seq_len", "epochs", "max_steps",
-    "batch_size", "lr", "warmup_fraction", "metric", "patience", "class_weights", "freeze_layers", "init",
+    "batch_size", "lr", "warmup_fraction", "metric", "patience", "class_weights", "freeze_layers",
+    "layer_lr_decay", "init",
     "seed", "device",
 )
 
@@ -99,6 +100,8 @@ def add_training_args(p) -> None:
     p.add_argument("--max-seq-len", type=int, help="truncate inputs to this many tokens (default: the model's)")
     p.add_argument("--patience", type=int, help="stop after N evaluations without improvement")
     p.add_argument("--freeze-layers", type=int, help="keep the embeddings and the lowest N layers fixed")
+    p.add_argument("--layer-lr-decay", type=float,
+                   help="each layer's LR is this times the one above (e.g. 0.8; default 1 = one LR for all)")
     p.add_argument("--init", choices=("pretrained", "random"), help="random: same shape, fresh weights (a baseline)")
     p.add_argument("--baselines", action="store_true", help="also train from random init and TF-IDF + LR, and compare")
     p.add_argument("--seed", type=int)

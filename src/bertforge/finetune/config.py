@@ -44,6 +44,7 @@ class FinetuneConfig:
     patience: int = 0  # stop after this many evaluations without improvement (0 = run to the end)
     class_weights: str = "none"  # "balanced": weight the loss by n / (classes x count) against skewed labels
     freeze_layers: int = 0  # keep the embeddings and the lowest N blocks fixed (0 = train everything)
+    layer_lr_decay: float = 1.0  # each block's LR = this x the LR of the block above; head at full LR (1 = off; ELECTRA uses 0.8)
     init: str = "pretrained"  # "random": same shape, fresh weights: the baseline that shows what pretraining bought
     seed: int = 0  # seeds head init, dropout and the data order
     device: str = "auto"  # "auto", "cpu", "cuda", ...
@@ -64,6 +65,8 @@ class FinetuneConfig:
                 raise ConfigError(f"finetune.{name} must be >= 0, got {getattr(self, name)}")
         if self.max_seq_len and self.max_seq_len < 8:
             raise ConfigError(f"finetune.max_seq_len must be 0 (the model's limit) or >= 8, got {self.max_seq_len}")
+        if not 0.0 < self.layer_lr_decay <= 1.0:
+            raise ConfigError(f"finetune.layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}")
         for name in ("warmup_fraction", "classifier_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"finetune.{name} must be in [0, 1), got {getattr(self, name)}")

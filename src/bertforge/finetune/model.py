@@ -103,6 +103,23 @@ def carry_pooler(model: Classifier, state: dict[str, torch.Tensor]) -> None:
         model.head.dense.load_state_dict({"weight": state["sentence.pooler.weight"], "bias": state["sentence.pooler.bias"]})
 
 
+def layer_lr_scales(model: Classifier, decay: float) -> dict[str, float]:
+    """Layer-wise LR decay (ELECTRA, ULMFiT): LR factor per parameter name. The head and the final
+    norm train at the full LR, each block below at `decay` times the one above, the embeddings
+    lowest: the lower layers hold the most general features, so fine-tuning moves them least."""
+    top = len(model.encoder.layers) + 1
+    scales = {}
+    for name, _ in model.named_parameters():
+        if name.startswith("encoder.embeddings."):
+            depth = 0
+        elif name.startswith("encoder.layers."):
+            depth = int(name.split(".")[2]) + 1
+        else:
+            depth = top
+        scales[name] = decay ** (top - depth)
+    return scales
+
+
 def freeze(model: Classifier, num_layers: int) -> None:
     """Keep the embeddings and the lowest `num_layers` blocks fixed (the head always trains)."""
     if num_layers <= 0:

@@ -18,7 +18,7 @@ from ..train.schedule import lr_factor
 from .config import FinetuneConfig, FinetuneRunConfig
 from .data import Encoded, collate, length_grouped_batches
 from .metrics import brief, scalars, classify_metrics, ner_metrics
-from .model import Classifier
+from .model import Classifier, layer_lr_scales
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ def fit(model: Classifier, ctx: Context, train: Encoded, val: Encoded, val_gold,
 
     cfg = ctx.cfg.finetune
     total, per_epoch = step_plan(cfg, len(train))
-    optimizer = build_optimizer(model, cfg, ctx.device)
+    scales = layer_lr_scales(model, cfg.layer_lr_decay) if cfg.layer_lr_decay < 1.0 else None
+    optimizer = build_optimizer(model, cfg, ctx.device, scales)
     history, best, best_state, misses, step = [], None, {}, 0, 0
     with tqdm(total=total, unit="step", disable=not live_progress(progress), dynamic_ncols=True) as bar:
         for epoch in range(1, math.ceil(total / per_epoch) + 1):

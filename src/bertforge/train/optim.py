@@ -11,16 +11,24 @@ from typing import Callable, Iterable
 import torch
 
 
-def build_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(
+    model: torch.nn.Module, cfg, device: torch.device, lr_scales: dict[str, float] | None = None
+) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only: biases and LayerNorm gains are not decayed.
 
-    `cfg` is a TrainConfig or FinetuneConfig (lr, weight_decay, adam_beta1/2, adam_eps).
+    `cfg` is a TrainConfig or FinetuneConfig (lr, weight_decay, adam_beta1/2, adam_eps). `lr_scales`
+    (parameter name -> factor, e.g. layer-wise LR decay) puts each factor in its own groups, which
+    `set_lr` then applies to every LR it sets.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    scale_of = lr_scales or {}
+    groups = []
+    for scale in sorted({scale_of.get(n, 1.0) for n, _ in named}, reverse=True):
+        mine = [p for n, p in named if scale_of.get(n, 1.0) == scale]
+        groups += [
+            {"params": [p for p in mine if p.dim() >= 2], "weight_decay": cfg.weight_decay, "lr_scale": scale},
+            {"params": [p for p in mine if p.dim() < 2], "weight_decay": 0.0, "lr_scale": scale},
+        ]
     fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
     return torch.optim.AdamW(
         groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, **fast
@@ -28,8 +36,9 @@ def build_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> torch.
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's LR for every group, times the group's `lr_scale` (1 unless build_optimizer set one)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def optimizer_step(
