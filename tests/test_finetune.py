@@ -432,3 +432,19 @@ def test_matthews_correlation_is_exact_and_zero_for_a_constant_guess():
     scores = classify_metrics([0, 0, 1, 1], [0, 1, 1, 1], ["no", "yes"])
     assert scores["mcc"] == pytest.approx(2 / 12**0.5)  # (TP*TN - FP*FN) / sqrt(3 * 2 * 2 * 1)
     assert classify_metrics([0, 1, 1, 0], [1, 1, 1, 1], ["no", "yes"])["mcc"] == 0.0
+
+
+def test_tfidf_baseline_handles_three_classes_and_is_tuned_on_validation():
+    """scikit-learn >= 1.8's liblinear refuses three classes; the baseline must still fit and score them."""
+    from bertforge.finetune.config import FinetuneRunConfig
+    from bertforge.finetune.data import ClassifyData
+    from bertforge.finetune.report import tfidf_baseline
+
+    words = {0: "goal match striker", 1: "stock market shares", 2: "chip software laptop"}
+    texts = [f"{words[i % 3]} note {i}" for i in range(30)]
+    train = ClassifyData(texts, None, [i % 3 for i in range(30)])
+    valid = ClassifyData([words[i] + " today" for i in range(3)], None, [0, 1, 2])
+    result = tfidf_baseline(train, train.labels, {"validation": (valid, [0, 1, 2])}, FinetuneRunConfig(),
+                            ["sport", "business", "tech"])
+    assert result["validation"]["accuracy"] == 1.0
+    assert result["setting"]["chosen_on"] == "validation"

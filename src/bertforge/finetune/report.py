@@ -95,13 +95,16 @@ def tfidf_baseline(
     metric = cfg.finetune.best_metric if cfg.finetune.best_metric != "loss" else "accuracy"
     valid, valid_gold = splits["validation"]
     weight = "balanced" if cfg.finetune.class_weights == "balanced" else None
+    # liblinear (the classic for sparse binary problems) refuses three or more classes in scikit-learn >= 1.8;
+    # lbfgs fits them as one multinomial model.
+    solver = "liblinear" if len(labels) == 2 else "lbfgs"
     best = None
     for features, options in TFIDF_FEATURES.items():
         vectorizer = TfidfVectorizer(sublinear_tf=True, lowercase=True, **options)
         x = vectorizer.fit_transform(_join(train))
         x_valid = vectorizer.transform(_join(valid))
         for c in TFIDF_C:
-            model = LogisticRegression(C=c, max_iter=2000, solver="liblinear", class_weight=weight,
+            model = LogisticRegression(C=c, max_iter=2000, solver=solver, class_weight=weight,
                                        random_state=cfg.finetune.seed).fit(x, train_ids)
             value = classify_metrics(valid_gold, model.predict(x_valid).tolist(), labels)[metric]
             if best is None or value > best[0]:  # strict: a tie keeps the earlier, simpler setting
