@@ -14,8 +14,10 @@ TORCHELASTIC_RESTART_COUNT > 0; the loop then resumes from the run's latest chec
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -145,12 +147,24 @@ def process_group() -> Iterator[World]:
         dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     try:
         yield world
-    except BertforgeError:
+    except BertforgeError as e:
         if owner:
-            dist.destroy_process_group()
+            traceback.clear_frames(e.__traceback__)  # the trainer in those frames holds the group
+            leave_group()
         raise
     if owner:
-        dist.destroy_process_group()
+        leave_group()
+
+
+def leave_group() -> None:
+    """Destroy the process group once nothing uses it any more.
+
+    DDP and gloo's work objects hold the group and its worker threads; if they outlive the group
+    and are only freed while the interpreter shuts down, a rank can die with "terminate called
+    without an active exception" (SIGABRT) after a run that finished well. Collect them first.
+    """
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def training_device(device: torch.device, world: World) -> torch.device:

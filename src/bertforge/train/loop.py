@@ -479,8 +479,13 @@ def pretrain(
     with distributed.process_group() as world:
         with run_lock(run_dir) if world.is_main else contextlib.nullcontext():
             init = Path(init_from) if init_from else None
-            t = setup(cfg, Path(data_dir), run_dir, resume, init, world, allow_changed_settings)
-            return train(t, progress)
+            return set_up_and_train(cfg, Path(data_dir), run_dir, resume, init, world, allow_changed_settings, progress)
+
+
+def set_up_and_train(cfg, data_dir, run_dir, resume, init, world, allow_changed_settings, progress) -> dict:
+    """The trainer lives in this frame only: it is gone (and with it DDP's hold on the process
+    group) before `process_group` destroys the group."""
+    return train(setup(cfg, data_dir, run_dir, resume, init, world, allow_changed_settings), progress)
 
 
 def train(t: Trainer, progress: bool = True) -> dict:
