@@ -282,6 +282,62 @@ def test_torchrun_restarts_a_killed_rank_from_the_last_checkpoint(data_dir, unbr
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
+# ---------------------------------------------------------------- leaving the group
+
+
+GROUP_USERS_FREED = r"""
+import gc, sys, weakref
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from bertforge.errors import BertforgeError
+from bertforge.train import distributed
+
+seen = []
+destroy = dist.destroy_process_group
+def checked_destroy(*args, **kwargs):
+    seen.append(alive() is None)  # the DDP module (and its hold on the group) is gone already
+    return destroy(*args, **kwargs)
+dist.destroy_process_group = checked_destroy
+
+def work(fail):
+    model = DistributedDataParallel(torch.nn.Linear(2, 2))
+    model.loop = model  # a reference cycle, as a trainer's objects make: only gc frees it
+    global alive
+    alive = weakref.ref(model)
+    model(torch.ones(1, 2)).sum().backward()
+    if fail:
+        raise BertforgeError("stop")
+    return 1
+
+for fail in (False, True):
+    try:
+        with distributed.process_group():
+            work(fail)
+    except BertforgeError:
+        pass
+    assert not dist.is_initialized()
+print(seen)
+"""
+
+
+def test_the_process_group_outlives_everything_that_uses_it(tmp_path):
+    """A rank that frees DDP (and gloo's work) only while the interpreter shuts down can die with
+    SIGABRT ("terminate called without an active exception") after a good run: `process_group`
+    collects the trainer's objects, after a normal end and after a user error, before it
+    destroys the group."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    one_rank = dict(env(), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    r = subprocess.run([sys.executable, "-c", GROUP_USERS_FREED], capture_output=True, text=True, env=one_rank,
+                       timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["[True,", "True]"]
+
+
 # ---------------------------------------------------------------- bad input
 
 
