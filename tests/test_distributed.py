@@ -292,6 +292,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from bertforge.errors import BertforgeError
 from bertforge.train import distributed
+from bertforge.train.guard import Interrupted
 
 seen = []
 destroy = dist.destroy_process_group
@@ -300,21 +301,23 @@ def checked_destroy(*args, **kwargs):
     return destroy(*args, **kwargs)
 dist.destroy_process_group = checked_destroy
 
-def work(fail):
+def work(end):
     model = DistributedDataParallel(torch.nn.Linear(2, 2))
     model.loop = model  # a reference cycle, as a trainer's objects make: only gc frees it
     global alive
     alive = weakref.ref(model)
     model(torch.ones(1, 2)).sum().backward()
-    if fail:
+    if end == "user error":
         raise BertforgeError("stop")
+    if end == "stop signal":
+        raise Interrupted(15)
     return 1
 
-for fail in (False, True):
+for end in ("normal", "user error", "stop signal"):
     try:
         with distributed.process_group():
-            work(fail)
-    except BertforgeError:
+            work(end)
+    except (BertforgeError, Interrupted):
         pass
     assert not dist.is_initialized()
 print(seen)
@@ -324,8 +327,8 @@ print(seen)
 def test_the_process_group_outlives_everything_that_uses_it(tmp_path):
     """A rank that frees DDP (and gloo's work) only while the interpreter shuts down can die with
     SIGABRT ("terminate called without an active exception") after a good run: `process_group`
-    collects the trainer's objects, after a normal end and after a user error, before it
-    destroys the group."""
+    collects the trainer's objects, after a normal end, a user error and a stop signal (which all
+    ranks reach at the same step), before it destroys the group."""
     import socket
 
     with socket.socket() as s:
@@ -335,7 +338,31 @@ def test_the_process_group_outlives_everything_that_uses_it(tmp_path):
     r = subprocess.run([sys.executable, "-c", GROUP_USERS_FREED], capture_output=True, text=True, env=one_rank,
                        timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["[True,", "True]"]
+    assert r.stdout.split() == ["[True,", "True,", "True]"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds torchrun's workers through /proc")
+def test_sigterm_to_every_rank_saves_one_step_and_resumes_to_the_unbroken_run(data_dir, unbroken, tmp_path):
+    """A scheduler's SIGTERM to the training processes: the ranks agree on a step, save it, and
+    exit with 128 + 15 (no SIGABRT), rank 0 saying so once; `--resume` on 2 ranks then
+    ends with the unbroken run's curve and weights."""
+    run = tmp_path / "run"
+    cmd = torchrun_cmd(2, *pretrain_args(data_dir, run, *RESUMABLE))
+
+    def terminate_ranks(proc):
+        for pid in workers(proc.pid).values():
+            os.kill(pid, signal.SIGTERM)
+
+    proc = start_and_kill_after_first_checkpoint(cmd, run, terminate_ranks)
+    _, stderr = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode != 0 and "exitcode  : 143" in stderr, stderr
+    assert "SIGABRT" not in stderr and "terminate called" not in stderr, stderr
+    assert stderr.count("interrupted (SIGTERM) at step") == 1, stderr  # rank 0 says it, once
+    r = torchrun(2, "pretrain", "--out", str(run), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert curve(run) == curve(unbroken)
+    w1, w2 = final_weights(unbroken, 60), final_weights(run, 60)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
 # ---------------------------------------------------------------- bad input

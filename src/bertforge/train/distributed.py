@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import BertforgeError, ConfigError
+from .guard import Interrupted
 
 T = TypeVar("T")
 
@@ -98,7 +99,7 @@ class World:
         if self.is_main:
             try:
                 result = work()
-            except BertforgeError as e:
+            except (BertforgeError, Interrupted) as e:
                 error = e
         if self.launched:
             result, message = self.broadcast((result, None if error is None else str(error)))
@@ -113,7 +114,7 @@ class World:
         raised on all of them, so no rank goes on to wait in a collective for one that stopped."""
         try:
             result, error = check(), None
-        except BertforgeError as e:
+        except (BertforgeError, Interrupted) as e:
             result, error = None, e
         if self.launched:
             messages = [None] * self.size
@@ -135,7 +136,8 @@ def restart_count() -> int:
 def process_group() -> Iterator[World]:
     """Join torchrun's process group for the block (if not joined yet); outside torchrun, nothing.
 
-    A BertforgeError reaches every rank at the same point (`agree`, `main_only`), so the group is
+    A BertforgeError reaches every rank at the same point (`agree`, `main_only`), and so does a
+    stop signal's `Interrupted` (the ranks agree on the step, save, then raise it), so the group is
     left cleanly. After any other exception it is not: other ranks may wait in a collective for
     this one, and torchrun stops them when this process exits.
     """
@@ -147,7 +149,7 @@ def process_group() -> Iterator[World]:
         dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     try:
         yield world
-    except BertforgeError as e:
+    except (BertforgeError, Interrupted) as e:
         if owner:
             traceback.clear_frames(e.__traceback__)  # the trainer in those frames holds the group
             leave_group()
