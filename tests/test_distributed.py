@@ -286,7 +286,7 @@ def test_torchrun_restarts_a_killed_rank_from_the_last_checkpoint(data_dir, unbr
 
 
 GROUP_USERS_FREED = r"""
-import gc, sys, weakref
+import weakref
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel

@@ -99,7 +99,7 @@ class World:
         if self.is_main:
             try:
                 result = work()
-            except (BertforgeError, Interrupted) as e:
+            except BertforgeError as e:
                 error = e
         if self.launched:
             result, message = self.broadcast((result, None if error is None else str(error)))
@@ -114,7 +114,7 @@ class World:
         raised on all of them, so no rank goes on to wait in a collective for one that stopped."""
         try:
             result, error = check(), None
-        except (BertforgeError, Interrupted) as e:
+        except BertforgeError as e:
             result, error = None, e
         if self.launched:
             messages = [None] * self.size
