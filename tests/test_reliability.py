@@ -131,6 +131,21 @@ def all_checkpoints_finite(run) -> bool:
     )
 
 
+def test_a_rank_told_of_a_peers_signal_still_takes_its_own_first_signal_as_the_first():
+    """torchrun: the ranks agree to stop on rank 0's signal; rank 1's own copy of the scheduler's
+    signal, arriving a moment later, must not count as the "second signal" that abandons the save
+    (rank 0 would wait in the save's collective for a rank that left). Its own second one still does."""
+    from bertforge.train.guard import StopFlag
+
+    flag = StopFlag()
+    flag.stop_for_peer()
+    assert flag.raised() and flag.signum == signal.SIGTERM
+    flag.handle(signal.SIGINT, None)  # its own first signal: noted, no interrupt
+    assert flag.signum == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        flag.handle(signal.SIGINT, None)
+
+
 def test_one_nan_step_is_skipped_and_the_run_finishes_finite(data_dir, tmp_path):
     run = tmp_path / "run"
     pretrain(tiny_config(max_steps=20, save_every_steps=5, eval_every_steps=10, debug_nan_at_step=7), data_dir, run,

@@ -39,15 +39,28 @@ def signal_name(signum: int) -> str:
 
 
 class StopFlag:
-    """Set by the first stop signal; the second one interrupts at once."""
+    """Set by the first stop signal this process receives; its second one interrupts at once.
+
+    Under torchrun a rank may learn of another rank's signal (`stop_for_peer`) a moment before its
+    own copy of the scheduler's signal arrives: that copy is still the first, so it must not stop
+    the rank in the middle of the save the ranks agreed on.
+    """
 
     def __init__(self) -> None:
-        self.signum: int | None = None
+        self.received: int | None = None  # the signal this process got
+        self.peer: int | None = None  # another rank's signal (SIGTERM's number stands for it)
 
     def handle(self, signum, frame) -> None:
-        if self.signum is not None:
+        if self.received is not None:
             raise KeyboardInterrupt  # second signal: stop now, whatever is running
-        self.signum = signum
+        self.received = signum
+
+    def stop_for_peer(self) -> None:
+        self.peer = signal.SIGTERM
+
+    @property
+    def signum(self) -> int | None:
+        return self.received if self.received is not None else self.peer
 
     def raised(self) -> bool:
         return self.signum is not None

@@ -556,7 +556,7 @@ def stopping(t: Trainer, stop) -> bool:
     if t.world.launched:
         raised = t.world.max(1.0 if raised else 0.0) > 0.0
         if raised and stop.signum is None:
-            stop.signum = 15  # another rank's signal: save and stop with it
+            stop.stop_for_peer()  # another rank's signal: save and stop with it
     return raised
 
 
