@@ -96,6 +96,10 @@ def test_budget_from_the_cli_prints_and_saves_its_choices(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "budget 3s on cpu: recipe cpu-minutes" in result.stderr
     assert "model.hidden_dropout = 0.0" in result.stderr
+    # the printed recipe shows what the run uses: --set's value, and the recipe's beside it
+    assert "  model.norm = post (yours; the recipe's is pre)" in result.stderr
+    assert "  model.num_layers = 1 (yours; the recipe's is 2)" in result.stderr
+    assert "  train.lr = 0.001\n" in result.stderr
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"]["recipe"] == "cpu-minutes"
     assert saved["train"]["max_time_s"] == 3.0 and saved["train"]["max_steps"] == 0

@@ -112,9 +112,12 @@ def run_config(
             raise ConfigError("--budget sets when training stops; drop --max-time/--max-steps/--max-tokens")
         budget_s = parse_duration(budget) if isinstance(budget, str) else float(budget)
         chosen = pick_recipe(budget_s, machine_kind(str(overrides.get("train", {}).get("device", "auto"))))
-        preset, recipe, lines = preset or chosen.preset, chosen.overrides(budget_s), chosen.describe(budget_s)
+        preset, recipe = preset or chosen.preset, chosen.overrides(budget_s)
     cfg = build_config(preset=preset, config_file=config, overrides=overrides,
                        base=load_yaml(base) if base else None, recipe=recipe)
+    if budget:
+        used = {key: getattr(getattr(cfg, key.split(".")[0]), key.split(".")[1]) for key in chosen.settings}
+        lines = chosen.describe(budget_s, used)
     return cfg, lines
 
 

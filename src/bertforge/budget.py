@@ -47,11 +47,18 @@ class Recipe:
             nested.setdefault(section, {})[field] = value
         return nested
 
-    def describe(self, budget_s: float) -> list[str]:
-        """The lines printed at the start of a budget run: every choice, and why."""
+    def describe(self, budget_s: float, used: dict | None = None) -> list[str]:
+        """The lines printed at the start of a budget run: every choice, and why.
+
+        `used` ("section.field" -> the run's value) marks the recipe's settings that --set or
+        --config replaced, so the printed recipe never claims a value the run does not use.
+        """
+        used = used or {}
         lines = [f"budget {format_duration(budget_s)} on {self.machine}: recipe {self.name} "
                  f"(preset {self.preset}: {self.why})"]
-        lines += [f"  {key} = {value}" for key, value in self.settings.items()]
+        lines += [f"  {key} = {value}" if used.get(key, value) == value
+                  else f"  {key} = {used[key]} (yours; the recipe's is {value})"
+                  for key, value in self.settings.items()]
         lines.append(f"  train.max_time_s = {budget_s:g} (LR warms up, then decays to 0 exactly at the budget)")
         return lines
 
