@@ -448,3 +448,62 @@ def test_tfidf_baseline_handles_three_classes_and_is_tuned_on_validation():
                             ["sport", "business", "tech"])
     assert result["validation"]["accuracy"] == 1.0
     assert result["setting"]["chosen_on"] == "validation"
+
+
+# ---------------------------------------------------------------- search: settings picked alike for every side
+
+
+def test_search_tries_every_setting_for_the_model_and_its_random_baseline_alike(run, tmp_path):
+    """Each point is an ordinary fine-tuning (the same weights as a run with that setting alone); each side
+    keeps its own best on validation, and the folder holds the model's best with its config."""
+    train = write_tsv(tmp_path / "train.tsv", sst2_rows(0, 200))
+    valid = write_tsv(tmp_path / "valid.tsv", sst2_rows(200, 300))
+    settings = {"finetune": {"text_column": "sentence", "epochs": 2, "batch_size": 16}}
+    search = {"lr": [1e-12, 2e-3], "pooling": ["cls", "mean"]}
+    metrics = finetune(run, train, valid, tmp_path / "ft", settings=settings, search=search, baselines=True,
+                       progress=False)
+    points = [{"lr": 1e-12, "pooling": "cls"}, {"lr": 1e-12, "pooling": "mean"},
+              {"lr": 2e-3, "pooling": "cls"}, {"lr": 2e-3, "pooling": "mean"}]
+    for side in (metrics["search"], metrics["baselines"]["random_init"]["search"]):
+        assert [t["settings"] for t in side["tried"]] == points
+        values = [t["accuracy"] for t in side["tried"]]
+        assert side["chosen"] == points[values.index(max(values))]  # the first of equals on a tie
+    picked = metrics["search"]["chosen"]
+    assert metrics["best"]["validation"]["accuracy"] == max(t["accuracy"] for t in metrics["search"]["tried"])
+    assert metrics["scores"]["validation"]["accuracy"] == pytest.approx(metrics["best"]["validation"]["accuracy"])
+    saved = load_config(tmp_path / "ft/config.yaml", FinetuneRunConfig).finetune
+    assert (saved.lr, saved.pooling) == (picked["lr"], picked["pooling"])
+    random_best = max(t["accuracy"] for t in metrics["baselines"]["random_init"]["search"]["tried"])
+    assert metrics["baselines"]["random_init"]["validation"]["accuracy"] == pytest.approx(random_best)
+
+    alone = finetune(run, train, valid, tmp_path / "alone", progress=False,
+                     settings={"finetune": {**settings["finetune"], **points[3]}})
+    assert metrics["search"]["tried"][3]["accuracy"] == alone["best"]["validation"]["accuracy"]
+    if picked == points[3]:
+        a, b = load_tensors(tmp_path / "ft/model.safetensors"), load_tensors(tmp_path / "alone/model.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_search_from_the_cli_prints_what_each_side_picked(run, tmp_path):
+    train = write_tsv(tmp_path / "train.tsv", sst2_rows(0, 120))
+    valid = write_tsv(tmp_path / "valid.tsv", sst2_rows(120, 180))
+    r = finetune_cli(run, train, valid, tmp_path / "ft", "--text-column", "sentence", "--baselines",
+                     "--search", "lr=1e-3,3e-3")
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((tmp_path / "ft/metrics.json").read_text())
+    chosen = metrics["search"]["chosen"]["lr"], metrics["baselines"]["random_init"]["search"]["chosen"]["lr"]
+    assert r.stdout.splitlines()[-1] == (f"settings picked on validation accuracy: fine-tuned: lr={chosen[0]:g}; "
+                                         f"random init: lr={chosen[1]:g}")
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("seed=0,1", "cannot vary 'seed'; searchable: lr, epochs"),
+    ("lr", "expects key=value1,value2"),
+    ("lr=1e-4,1e-4", "give distinct values"),
+    ("pooling=cls,max", "finetune.pooling must be one of"),
+])
+def test_a_bad_search_is_one_line_error(run, tmp_path, spec, fragment):
+    train = write_tsv(tmp_path / "train.tsv", sst2_rows(0, 20))
+    r = finetune_cli(run, train, train, tmp_path / "ft", "--text-column", "sentence", "--search", spec)
+    assert_one_line_error(r, fragment)
+    assert not (tmp_path / "ft").exists()

@@ -104,6 +104,9 @@ def add_training_args(p) -> None:
                    help="each layer's LR is this times the one above (e.g. 0.8; default 1 = one LR for all)")
     p.add_argument("--init", choices=("pretrained", "random"), help="random: same shape, fresh weights (a baseline)")
     p.add_argument("--baselines", action="store_true", help="also train from random init and TF-IDF + LR, and compare")
+    p.add_argument("--search", action="append", default=[], metavar="KEY=V1,V2",
+                   help="try each value (e.g. lr=1e-4,3e-4 pooling=cls,mean; every combination), for the model "
+                        "and its --baselines alike; each keeps its best on the validation split")
     p.add_argument("--seed", type=int)
     p.add_argument("--device")
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the comparison table")
@@ -127,6 +130,7 @@ def cmd_finetune(args) -> int:
     metrics = finetune(
         args.model, args.train, args.validation, args.out, settings=overrides_from_args(args),
         config_file=args.config, test=args.test, baselines=args.baselines, progress=not args.quiet,
+        search=args.search,
     )
     sys.stdout.write((to_json_text(metrics) if args.json else comparison_table(metrics)) + "\n")
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .. import files
-from ..config import build_config, save_config, to_dict
+from ..config import build_config, merge, parse_overrides, save_config, to_dict
 from ..console import show_logs_without_setup
 from ..runtime import autocast_dtype, resolve_device
 from ..tokenizer import TextTokenizer
@@ -24,7 +24,8 @@ from .data import (
 from .metrics import scalars, single_class_prediction
 from .model import Classifier, Source, freeze, load_encoder, load_source
 from .report import confusion_png, majority_baseline, report_text, tfidf_baseline
-from .training import Context, Fit, balanced_weights, evaluate, fit
+from .search import describe, grid, parse_search
+from .training import Context, Fit, balanced_weights, evaluate, fit, improved
 
 log = logging.getLogger(__name__)
 
@@ -121,30 +122,88 @@ def collapse_warnings(task: Task, scores: dict, lr: float, who: str = "the class
     return out
 
 
-def run_baselines(ctx: Context, source: Source, task: Task, random_init: bool, progress: bool) -> dict:
-    """Majority class (always, classify), and with `random_init` the same fine-tuning from random weights
-    plus TF-IDF + logistic regression (classify)."""
+@dataclass
+class Chosen:
+    """The best setting of a search (or the only one): what it was, and what it trained."""
+
+    point: dict  # the searched settings ({} without a search)
+    cfg: FinetuneRunConfig
+    ctx: Context
+    model: Classifier
+    result: Fit
+    scores: dict
+    tried: list[dict]  # every setting with its best epoch's validation metric
+
+
+def point_configs(
+    source: Source, settings: dict | list[str] | None, config_file, search: dict[str, list]
+) -> list[tuple[dict, FinetuneRunConfig]]:
+    """One validated config per point of the search grid (the settings alone without a search)."""
+    base = {"model": to_dict(source.model)}
+    settings = parse_overrides(settings) if isinstance(settings, list) else dict(settings or {})
+    configs = []
+    for point in grid(search):
+        cfg = build_config(FinetuneRunConfig, config_file=config_file, base=base,
+                           overrides=merge(settings, {"finetune": point}))
+        if not cfg.finetune.lr:
+            cfg = with_auto_lr(cfg)
+            if not configs:
+                log.info("finetune.lr %g, the default for an encoder of hidden size %d (set finetune.lr to choose)",
+                         cfg.finetune.lr, cfg.model.hidden_size)
+        configs.append(({key: getattr(cfg.finetune, key) for key in point}, cfg))  # typed: "1e-4" -> 0.0001
+    return configs
+
+
+def best_fit(
+    configs: list[tuple[dict, FinetuneRunConfig]], source: Source, task: Task, init: str, progress: bool
+) -> Chosen:
+    """Fine-tune from `init` with each setting; keep the one whose best epoch scores best on validation."""
+    metric = configs[0][1].finetune.best_metric
+    chosen, tried = None, []
+    for point, cfg in configs:
+        if len(configs) > 1:
+            log.info("search, %s init: %s", init, describe(point))
+        ctx = make_context(cfg, source, task)
+        model, result, scores = train_and_score(ctx, source, task, init, progress)
+        value = result.best["validation"][metric]
+        tried.append({"settings": point, "best_epoch": result.best["epoch"], metric: value})
+        if chosen is None or improved(metric, value, chosen.result.best["validation"][metric]):
+            chosen = Chosen(point, cfg, ctx, model, result, scores, tried)
+    if len(configs) > 1:
+        log.info("search, %s init: picked %s (validation %s %.4f)", init, describe(chosen.point), metric,
+                 chosen.result.best["validation"][metric])
+    return chosen
+
+
+def run_baselines(
+    configs: list[tuple[dict, FinetuneRunConfig]], source: Source, task: Task, random_init: bool, progress: bool
+) -> dict:
+    """Majority class (always, classify), and with `random_init` the same fine-tuning (the same search)
+    from random weights plus TF-IDF + logistic regression (classify)."""
+    cfg = configs[0][1]
     evaluated = [name for name in task.encoded if name != "train"]
     out: dict = {}
-    if ctx.task == "classify":
+    if cfg.finetune.task == "classify":
         out["majority"] = majority_baseline(task.gold["train"], {n: task.gold[n] for n in evaluated}, task.labels)
     if not random_init:
         return out
     log.info("baseline: the same fine-tuning from a randomly initialised encoder")
-    _, result, scores = train_and_score(ctx, source, task, "random", progress)
+    chosen = best_fit(configs, source, task, "random", progress)
     out["random_init"] = {
-        "best_epoch": result.best["epoch"], "steps": result.history[-1]["step"], **{n: scalars(s) for n, s in scores.items()},
+        "best_epoch": chosen.result.best["epoch"], "steps": chosen.result.history[-1]["step"],
+        **{n: scalars(s) for n, s in chosen.scores.items()},
+        **({"search": {"chosen": chosen.point, "tried": chosen.tried}} if len(configs) > 1 else {}),
     }
-    collapsed = collapse_warnings(task, scores, ctx.cfg.finetune.lr, who="the random-init baseline")
+    collapsed = collapse_warnings(task, chosen.scores, chosen.cfg.finetune.lr, who="the random-init baseline")
     if collapsed:
         out["random_init"]["warnings"] = collapsed
-    if ctx.task == "classify":
+    if cfg.finetune.task == "classify":
         log.info("baseline: TF-IDF + logistic regression")
         splits = {n: (task.data[n], task.gold[n]) for n in evaluated}
-        out["tfidf_logreg"] = tfidf_baseline(task.data["train"], task.gold["train"], splits, ctx.cfg, task.labels)
-        chosen = out["tfidf_logreg"]["setting"]
-        log.info("TF-IDF baseline tuned on validation %s: %s n-grams, C=%g", chosen["metric"], chosen["features"],
-                 chosen["C"])
+        out["tfidf_logreg"] = tfidf_baseline(task.data["train"], task.gold["train"], splits, cfg, task.labels)
+        picked = out["tfidf_logreg"]["setting"]
+        log.info("TF-IDF baseline tuned on validation %s: %s n-grams, C=%g", picked["metric"], picked["features"],
+                 picked["C"])
     return out
 
 
@@ -158,41 +217,42 @@ def finetune(
     test: str | Path | None = None,
     baselines: bool = False,
     progress: bool = True,
+    search: dict | list[str] | None = None,
 ) -> dict:
     """Fine-tune `model` (run, fine-tuned or HF folder) and write the folder `out`; returns metrics.json.
 
     `settings` are overrides like {"finetune": {"task": "ner", "lr": 1e-4}} or ["finetune.lr=1e-4"];
     they apply over `config_file`, which applies over the defaults and the source model's config.
+    `search` ({"lr": [1e-4, 3e-4], "pooling": ["cls", "mean"]} or ["lr=1e-4,3e-4", ...]) tries every
+    combination, for the model and (with `baselines`) for its random-init baseline alike, and keeps
+    each one's best on the validation split; the folder holds the model's best.
     """
     show_logs_without_setup()
+    search = parse_search(search)
     source = load_source(model)
-    base = {"model": to_dict(source.model)}
-    cfg = build_config(FinetuneRunConfig, config_file=config_file, overrides=settings, base=base)
-    if not cfg.finetune.lr:
-        cfg = with_auto_lr(cfg)
-        log.info("finetune.lr %g, the default for an encoder of hidden size %d (set finetune.lr to choose)",
-                 cfg.finetune.lr, cfg.model.hidden_size)
+    configs = point_configs(source, settings, config_file, search)
+    cfg = configs[0][1]
     out = Path(out)
     files.refuse_foreign_dir(out, LABELS_FILE, "a fine-tuning folder")
     with finetune_lock(out):  # one fine-tuning at a time writes `out`
         paths = {"train": train, "validation": validation, **({"test": test} if test else {})}
         task = read_task(cfg, source.tokenizer, paths)
-        ctx = make_context(cfg, source, task)
         log.info("fine-tuning %s for %s: %d labels, %s", source.origin, cfg.finetune.task, len(task.labels),
                  ", ".join(f"{n} {len(e)}" for n, e in task.encoded.items()))
-        classifier, result, scores = train_and_score(ctx, source, task, cfg.finetune.init, progress)
+        chosen = best_fit(configs, source, task, cfg.finetune.init, progress)
         metrics = {
             "task": cfg.finetune.task, "model": source.origin, "init": cfg.finetune.init, "labels": task.labels,
             "metric": cfg.finetune.best_metric, "examples": {n: len(e) for n, e in task.encoded.items()},
-            "truncated": task.truncated, "epochs": result.history, "best": result.best,
-            "scores": scores,
-            "baselines": run_baselines(ctx, source, task, baselines, progress),
+            "truncated": task.truncated, "epochs": chosen.result.history, "best": chosen.result.best,
+            "scores": chosen.scores,
+            **({"search": {"grid": search, "chosen": chosen.point, "tried": chosen.tried}} if search else {}),
+            "baselines": run_baselines(configs, source, task, baselines, progress),
         }
-        metrics["warnings"] = collapse_warnings(task, scores, cfg.finetune.lr) + metrics["baselines"].get(
-            "random_init", {}).get("warnings", [])
+        metrics["warnings"] = collapse_warnings(task, chosen.scores, chosen.cfg.finetune.lr) + metrics[
+            "baselines"].get("random_init", {}).get("warnings", [])
         for warning in metrics["warnings"]:
             log.warning("warning: %s", warning)
-        write_folder(out, cfg, source, task, ctx, classifier, metrics)
+        write_folder(out, chosen.cfg, source, task, chosen.ctx, chosen.model, metrics)
         return metrics
 
 
@@ -228,4 +288,8 @@ def comparison_table(metrics: dict) -> str:
     for name, scores in rows:
         cells = "".join(f"{scores[s][k]:>22.4f}" for s in splits for k in keys)
         lines.append(f"{name:<32}{cells}")
+    if "search" in metrics:
+        lines.append(f"settings picked on validation {metrics['metric']}: fine-tuned: {describe(metrics['search']['chosen'])}"
+                     + "".join(f"; random init: {describe(b['search']['chosen'])}"
+                               for b in [metrics["baselines"].get("random_init", {})] if "search" in b))
     return "\n".join(lines)
