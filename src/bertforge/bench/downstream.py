@@ -18,6 +18,7 @@ from ..errors import DataError
 from ..files import read_json
 from ..finetune import comparison_table, finetune
 from ..finetune.data import read_table
+from ..finetune.search import parse_search
 from .speed import REPO_DATA
 
 
@@ -67,8 +68,10 @@ def bench_downstream(
     labelled: Path, corpus: Path, work_dir: Path, minutes: float, text_column: str = "sentence",
     label_column: str = "label", train_examples: int = 1000, eval_examples: int = 500, seed: int = 0,
     preset: str | None = None, pretrain_sets: list[str] | None = None, finetune_sets: list[str] | None = None,
+    finetune_search: list[str] | None = None,
 ) -> dict:
     """Pretrain, then fine-tune pretrained and random init alike, with the baselines; returns the metrics."""
+    parse_search(finetune_search)  # a bad grid fails now, not after the pretraining minutes
     rows = read_rows(labelled, text_column, label_column)
     train, evaluation = split_rows(rows, train_examples, eval_examples, seed)
     work_dir = Path(work_dir)
@@ -79,7 +82,7 @@ def bench_downstream(
     settings = ["finetune.text_column=text", "finetune.label_column=label", f"finetune.seed={seed}",
                 *(finetune_sets or [])]
     metrics = finetune(run, train_tsv, eval_tsv, work_dir / "finetuned", settings=settings, baselines=True,
-                       progress=False)
+                       progress=False, search=finetune_search)
     return {"minutes": minutes, "labelled": str(labelled), "corpus": str(corpus),
             "examples": {"train": len(train), "eval": len(evaluation)},
             "pretrain_steps": pretrain_steps(run), "metrics": metrics}

@@ -108,7 +108,7 @@ def bench_downstream_command(args) -> int:
         labelled=Path(args.labelled) if args.labelled else labelled, corpus=Path(args.corpus or corpus),
         work_dir=work_dir, minutes=args.minutes, text_column=args.text_column, label_column=args.label_column,
         train_examples=args.train_examples, eval_examples=args.eval_examples, seed=args.seed, preset=args.preset,
-        pretrain_sets=args.set, finetune_sets=args.finetune_set,
+        pretrain_sets=args.set, finetune_sets=args.finetune_set, finetune_search=args.finetune_search,
     )
     if args.json:
         print_json(result)
@@ -240,6 +240,8 @@ def add_downstream_args(p) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="downstream: pretraining setting")
     p.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
                    help="downstream: fine-tuning setting for both models, e.g. finetune.lr=1e-3")
+    p.add_argument("--finetune-search", action="append", default=[], metavar="KEY=V1,V2",
+                   help="downstream: fine-tuning values each model tries (e.g. lr=2e-4,1e-3); each keeps its best")
 
 
 def add_demo(sub) -> None:
