@@ -2,6 +2,8 @@
 # What a `pretrain --budget` buys downstream, on text that includes the tasks' unlabelled training text
 # (issue 17; the README's "How good a model will I get?" 1-hour table):
 #   bash benchmarks/budget.sh OUT [BUDGET] [DATA_DIR]
+#   SEARCH="--search lr=2e-4,1e-3 --search pooling=cls,mean" bash benchmarks/budget.sh ...   (each model
+#   then picks its fine-tuning settings on the validation split, as TF-IDF does; the README's grid rows)
 # 1. benchmarks/task_corpus.py: the task corpus (Kant, WikiText-2, TinyStories, AG News without its
 #    evaluation rows, and the training texts of SST-2, Twitter, CoLA, CoNLL-2003, no labels) and the
 #    labelled slices (SST-2: 1,000 training sentences, seed 0; AG News: 1,000 train / 1,000 eval rows
@@ -22,7 +24,7 @@ mkdir -p "$out"
     --doc-per line --budget "$budget" --out "$out/run" --quiet 2>&1 | tee "$out/pretrain.txt"
 bertforge evaluate "$out/run" --batches 0 --json | tee "$out/eval.json"
 ft() { local name=$1; shift; /usr/bin/time -f "$name %e s" bertforge finetune classify --model "$out/run" \
-    --out "$out/$name" --baselines --quiet --json "$@" > "$out/$name.json"; }
+    --out "$out/$name" --baselines --quiet --json ${SEARCH:-} "$@" > "$out/$name.json"; }
 ft sst2-1k --train "$out/slices/sst2-train-1000.tsv" --validation "$data/sst2/dev.tsv" \
     --text-column sentence --label-column label --epochs 10
 ft ag_news-1k --train "$out/slices/ag_news-train-1000.csv" --validation "$out/slices/ag_news-eval.csv" \
