@@ -284,6 +284,7 @@ def evaluate(
         return evaluate_split(
             loaded.model, shards, masking_vocab(loaded.tokenizer), batch_size, batches, train.eval_seed,
             loaded.device, objective=train.objective, loss_on=loss_on,
+            isolate_documents=loaded.config.data.isolate_documents,
         )
 
 

@@ -127,6 +127,10 @@ class DataConfig:
     # Sequence-length phases, e.g. [{seq_len: 128, until: 0.9}, {seq_len: 512}]: shards at each length,
     # phase i trains until `until` x train.max_steps (the last one to the end); see train/phases.py.
     phases: list = field(default_factory=list)
+    # Packed rows hold several documents; true: each token attends only to its own document
+    # (a block-diagonal attention mask), as fine-tuning and inference will see one text at a time.
+    # A training-time view of the same shards: changing it needs no new `prepare`.
+    isolate_documents: bool = False
 
     def __post_init__(self) -> None:
         check_choice("data", "packing", self.packing, ("full", "pad", "line"))
@@ -349,6 +353,10 @@ class RunConfig:
                 )
             if not self.train.max_steps:
                 raise ConfigError("data.phases end at shares of train.max_steps; set train.max_steps (not only tokens or time)")
+        if self.data.isolate_documents and (self.data.pairs or self.train.objective == "clm"):
+            raise ConfigError(
+                f"data.isolate_documents is for masked-LM objectives on packed text, not train.objective={self.train.objective}"
+            )
         if self.train.loss_on == "response" and self.train.objective != "clm":
             raise ConfigError("train.loss_on=response needs train.objective=clm (a masked LM predicts masked tokens)")
         if self.data.seq_len > self.model.max_seq_len:

@@ -42,10 +42,17 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 50 else float("inf")
 
 
-def attention_mask_for(ids: np.ndarray, pad_id: int) -> torch.Tensor | None:
-    """(B, T) 1/0 mask, or None for fully packed batches (then SDPA runs unmasked)."""
+def attention_mask_for(ids: np.ndarray, pad_id: int, eos_id: int | None = None) -> torch.Tensor | None:
+    """(B, T) 1/0 mask, or None for fully packed batches (then SDPA runs unmasked).
+
+    With `eos_id` (data.isolate_documents): the number of each token's document instead, 1, 2, ...
+    counted along the row (0 on padding). A packed row is `bos doc1 eos doc2 eos ... eos`; a
+    document's eos closes it, so a token belongs to 1 + the number of eos strictly before it."""
     pads = ids == pad_id
-    return None if not pads.any() else torch.from_numpy(~pads)
+    if eos_id is None:
+        return None if not pads.any() else torch.from_numpy(~pads)
+    closed = np.cumsum(ids == eos_id, axis=1) - (ids == eos_id)  # eos strictly before each position
+    return torch.from_numpy(np.where(pads, 0, closed + 1))
 
 
 @torch.no_grad()
@@ -63,6 +70,7 @@ def evaluate_sums(
     lockstep: bool = False,
     objective: str = "mlm",
     loss_on: str = "all",
+    isolate_documents: bool = False,
 ) -> dict[str, float]:
     """Summed loss, masked-token count and top-1/top-5 hits over the first `num_sequences` sequences.
 
@@ -81,7 +89,7 @@ def evaluate_sums(
     for i in range(rounds if lockstep else len(mine)):
         start = (mine[i] if i < len(mine) else 0) * batch_size
         indices = np.arange(start, min(num_sequences, start + batch_size))
-        batch = batch_sums(model, shards, vocab, indices, seed, device, amp_dtype, objective, loss_on)
+        batch = batch_sums(model, shards, vocab, indices, seed, device, amp_dtype, objective, loss_on, isolate_documents)
         if i < len(mine):
             sums = {k: sums[k] + batch[k] for k in sums}
     model.train(was_training)
@@ -90,7 +98,7 @@ def evaluate_sums(
 
 def batch_sums(
     model: torch.nn.Module, shards, vocab: MaskingVocab, indices: np.ndarray, seed: int, device, amp_dtype,
-    objective: str = "mlm", loss_on: str = "all",
+    objective: str = "mlm", loss_on: str = "all", isolate_documents: bool = False,
 ) -> dict[str, float]:
     """The sums of `evaluate_sums` for the sequences `indices`, masked by (seed, index) or, for a
     causal LM, predicting every next token (only the responses' with loss_on=response)."""
@@ -101,7 +109,7 @@ def batch_sums(
         labels = causal_labels(inputs, shards.pad_id, loss_mask)
     else:
         inputs, labels = mask_tokens(torch.from_numpy(ids), vocab, EVAL_MASKING, sequence_seeds(seed, 0, indices))
-    mask = attention_mask_for(ids, shards.pad_id)
+    mask = attention_mask_for(ids, shards.pad_id, shards.eos_id if isolate_documents else None)
     extra = pair_inputs(shards, indices, device) if getattr(model, "sentence", None) is not None else {}
     with autocast(device, amp_dtype):
         out = model(inputs.to(device), None if mask is None else mask.to(device), labels.to(device), **extra)
@@ -181,11 +189,13 @@ def evaluate_split(
     amp_dtype: torch.dtype | None = None,
     objective: str = "mlm",
     loss_on: str = "all",
+    isolate_documents: bool = False,
 ) -> dict:
     """Metrics over the first `max_batches` batches of `shards` (all of it when 0), in one process."""
     count = eval_sequences(len(shards), batch_size, max_batches)
     sums = evaluate_sums(
-        model, shards, vocab, batch_size, count, seed, device, amp_dtype, objective=objective, loss_on=loss_on
+        model, shards, vocab, batch_size, count, seed, device, amp_dtype, objective=objective, loss_on=loss_on,
+        isolate_documents=isolate_documents,
     )
     return metrics_from_sums(sums, objective)
 

@@ -190,10 +190,17 @@ class Encoder(nn.Module):
 
 
 def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """(B, T) 1/0 mask -> (B, 1, 1, T) boolean key mask for SDPA; None when nothing is padded,
-    so SDPA can use its fastest kernels."""
+    """(B, T) mask -> boolean mask for SDPA; None when nothing is padded, so SDPA can use its
+    fastest kernels.
+
+    1/0 values (the usual mask): every real token attends to every real token, (B, 1, 1, T).
+    Document numbers 1, 2, ... (0 = padding), from packed rows with `data.isolate_documents`:
+    a token attends only to the tokens of its own document, (B, 1, T, T); padding attends to
+    padding, so no row of the mask is empty."""
     if attention_mask is None:
         return None
+    if attention_mask.max() > 1:
+        return (attention_mask[:, None, :, None] == attention_mask[:, None, None, :])
     keep = attention_mask.bool()
     if bool(keep.all()):
         return None

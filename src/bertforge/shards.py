@@ -281,6 +281,7 @@ def build_key(
     """Hash of everything that decides the shards' bytes: corpus files, tokenizer, data settings."""
     data = to_dict(data_cfg)
     del data["encode_batch_docs"]  # how many documents go to the tokenizer at once changes nothing
+    del data["isolate_documents"]  # how training reads the rows, not what they hold
     for name in ("template", "pairs", "phases"):
         if not data[name]:
             del data[name]  # keeps the keys of folders built before these settings existed
@@ -484,6 +485,7 @@ class PackedShards:
                 "run `bertforge prepare` with data.val_fraction > 0 or --val-corpus"
             )
         self.seq_len, self.pad_id = self.manifest["seq_len"], self.manifest["pad_id"]
+        self.eos_id = self.manifest.get("eos_id")  # closes every document in packed rows
         self.num_tokens = info["tokens"]  # non-pad tokens, bos/eos included
         self.has_loss_mask = bool(info.get("loss_mask"))  # templated records: where the responses are
         self.pairs = info.get("pairs", "")  # "nsp" / "sop": sentence-pair rows with segment ids and labels (pairs.py)

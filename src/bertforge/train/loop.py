@@ -314,7 +314,7 @@ def next_batch(t: Trainer) -> MicroBatch:
     else:
         seeds = sequence_seeds(t.cfg.train.seed, t.order.epoch_of(t.state.batches), indices)
         inputs, labels = mask_tokens(torch.from_numpy(ids), t.vocab, t.cfg.masking, seeds)
-    mask = attention_mask_for(ids, t.train_data.pad_id)
+    mask = attention_mask_for(ids, t.train_data.pad_id, t.train_data.eos_id if t.cfg.data.isolate_documents else None)
     t.state.batches += 1
     to = lambda x: None if x is None else x.to(t.device, non_blocking=True)  # noqa: E731
     masked, tokens = int((labels != IGNORE_INDEX).sum()), int((ids != t.train_data.pad_id).sum())
@@ -399,7 +399,7 @@ def run_evaluation(t: Trainer) -> dict | None:
     sums = evaluate_sums(
         t.model, t.val_data, t.vocab, cfg.batch_size // t.world.size, count, cfg.eval_seed, t.device, t.amp_dtype,
         rank=t.world.rank, world_size=t.world.size, lockstep=distributed.is_sharded(t.model),
-        objective=cfg.objective, loss_on=cfg.loss_on,
+        objective=cfg.objective, loss_on=cfg.loss_on, isolate_documents=t.cfg.data.isolate_documents,
     )
     result = metrics_from_sums(t.world.sum_values(sums), cfg.objective)
     t.metrics.write("validation", t.state.step, {**result, "tokens": t.state.tokens})
