@@ -484,6 +484,28 @@ def test_search_tries_every_setting_for_the_model_and_its_random_baseline_alike(
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_search_scores_the_test_split_once_for_the_kept_setting(run, tmp_path, monkeypatch):
+    """The test split decides nothing: it is scored for each side's kept setting only, with the
+    figure a plain run of that setting gets."""
+    import bertforge.finetune.loop as loop
+
+    train = write_tsv(tmp_path / "train.tsv", sst2_rows(0, 120))
+    valid = write_tsv(tmp_path / "valid.tsv", sst2_rows(120, 180))
+    test = write_tsv(tmp_path / "test.tsv", sst2_rows(180, 217))  # 37 rows: told apart by their number
+    sizes, score = [], loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda model, ctx, data, gold: sizes.append(len(gold)) or score(
+        model, ctx, data, gold))
+    settings = {"finetune": {"text_column": "sentence", "epochs": 2, "batch_size": 16}}
+    metrics = finetune(run, train, valid, tmp_path / "ft", settings=settings, test=test, baselines=True,
+                       search={"lr": [1e-3, 3e-3]}, progress=False)
+    assert sizes.count(37) == 2 and sizes.count(60) == 4  # test: model + random init; validation: every point
+    assert list(metrics["scores"]) == ["validation", "test"]
+    assert "test" in metrics["baselines"]["random_init"]
+    alone = finetune(run, train, valid, tmp_path / "alone", test=test, progress=False,
+                     settings={"finetune": {**settings["finetune"], **metrics["search"]["chosen"]}})
+    assert metrics["scores"]["test"]["accuracy"] == alone["scores"]["test"]["accuracy"]
+
+
 def test_search_from_the_cli_prints_what_each_side_picked(run, tmp_path):
     train = write_tsv(tmp_path / "train.tsv", sst2_rows(0, 120))
     valid = write_tsv(tmp_path / "valid.tsv", sst2_rows(120, 180))

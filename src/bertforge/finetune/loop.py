@@ -81,7 +81,8 @@ def make_context(cfg: FinetuneRunConfig, source: Source, task: Task) -> Context:
 def train_and_score(
     ctx: Context, source: Source, task: Task, init: str, progress: bool
 ) -> tuple[Classifier, Fit, dict]:
-    """One fine-tuning from `init` weights: fit, restore the best epoch, score every evaluated split."""
+    """One fine-tuning from `init` weights: fit, restore the best epoch, score it on validation (the
+    test split is scored once, for the setting a search keeps: `score_held_out`)."""
     ft = ctx.cfg.finetune
     torch.manual_seed(ft.seed)  # each model starts from the same seed, whether baselines run or not
     model = Classifier(ctx.cfg.model, len(task.labels), ft.task, ft.pooling, ft.classifier_dropout)
@@ -91,8 +92,15 @@ def train_and_score(
     model.to(ctx.device)
     result = fit(model, ctx, task.encoded["train"], task.encoded["validation"], task.gold["validation"], progress)
     model.load_state_dict(result.best_state)
-    scores = {n: evaluate(model, ctx, task.encoded[n], task.gold[n]) for n in task.encoded if n != "train"}
-    return model, result, scores
+    return model, result, {"validation": evaluate(model, ctx, task.encoded["validation"], task.gold["validation"])}
+
+
+def score_held_out(chosen: Chosen, task: Task) -> Chosen:
+    """Add the scores of the splits no choice looked at (test) for the kept setting."""
+    for name in task.encoded:
+        if name not in ("train", *chosen.scores):
+            chosen.scores[name] = evaluate(chosen.model, chosen.ctx, task.encoded[name], task.gold[name])
+    return chosen
 
 
 @contextlib.contextmanager
@@ -172,7 +180,7 @@ def best_fit(
     if len(configs) > 1:
         log.info("search, %s init: picked %s (validation %s %.4f)", init, describe(chosen.point), metric,
                  chosen.result.best["validation"][metric])
-    return chosen
+    return score_held_out(chosen, task)
 
 
 def run_baselines(
