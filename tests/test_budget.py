@@ -45,6 +45,25 @@ def test_every_recipe_is_a_valid_config_with_its_budget_schedule():
         assert recipe.why  # every recipe says why it exists
 
 
+@pytest.mark.parametrize("objective, isolated", [("mlm", True), ("electra", True), ("clm", False),
+                                                 ("mlm+nsp", False), ("mlm+sop", False)])
+def test_hour_recipes_isolate_documents_only_where_rows_pack_documents(objective, isolated):
+    """cpu-hours isolates the documents of packed rows; a sentence-pair or causal objective gets the rest
+    of the recipe, and the printed recipe says what was left out and why."""
+    from bertforge.api import run_config
+
+    cfg, lines = run_config(budget="1h", settings=[f"train.objective={objective}", "train.device=cpu"])
+    assert cfg.train.recipe == "cpu-hours" and cfg.data.isolate_documents is isolated
+    assert cfg.model.norm == "pre"  # the rest of the recipe applies either way
+    shown = [line for line in lines if "isolate_documents" in line]
+    assert shown == (["  data.isolate_documents = True"] if isolated
+                     else [f"  data.isolate_documents: left out (not for train.objective={objective})"])
+    # the user's own setting is never dropped: asked for where it cannot apply, it is an error
+    if not isolated:
+        with pytest.raises(ConfigError, match="data.isolate_documents"):
+            run_config(budget="1h", settings=[f"train.objective={objective}", "data.isolate_documents=true"])
+
+
 def test_lr_reaches_its_floor_exactly_at_the_budget():
     cfg = build_config(RunConfig, preset="small", recipe=pick_recipe(600, "cpu").overrides(600)).train
     warm = cfg.warmup_steps

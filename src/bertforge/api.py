@@ -112,7 +112,12 @@ def run_config(
             raise ConfigError("--budget sets when training stops; drop --max-time/--max-steps/--max-tokens")
         budget_s = parse_duration(budget) if isinstance(budget, str) else float(budget)
         chosen = pick_recipe(budget_s, machine_kind(str(overrides.get("train", {}).get("device", "auto"))))
-        preset, recipe = preset or chosen.preset, chosen.overrides(budget_s)
+        preset = preset or chosen.preset
+        # the objective comes from --config/--set/the run: a recipe's setting for packed text stays out of the others
+        objective = build_config(preset=preset, config_file=config, overrides=overrides,
+                                 base=load_yaml(base) if base else None).train.objective
+        chosen = chosen.for_objective(objective)
+        recipe = chosen.overrides(budget_s)
     cfg = build_config(preset=preset, config_file=config, overrides=overrides,
                        base=load_yaml(base) if base else None, recipe=recipe)
     if budget:

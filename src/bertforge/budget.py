@@ -8,15 +8,16 @@ it into config overrides, so --config and --set can still change any choice.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .config import load_yaml
+from .config import PACKED_OBJECTIVES, load_yaml
 from .errors import ConfigError
 from . import runtime
 
 RECIPES_FILE = Path(__file__).parent / "recipes" / "budget.yaml"
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+PACKED_ONLY = ("data.isolate_documents",)  # recipe settings for objectives that read packed documents
 
 
 def parse_duration(text: str | float) -> float:
@@ -35,6 +36,14 @@ class Recipe:
     preset: str
     why: str
     settings: dict  # "section.field" -> value
+    skipped: dict = field(default_factory=dict)  # "section.field" -> why it does not apply to this run
+
+    def for_objective(self, objective: str) -> Recipe:
+        """The recipe without the settings that mean nothing for `objective`; `describe` says which."""
+        skipped = {key: f"not for train.objective={objective}" for key in PACKED_ONLY
+                   if key in self.settings and objective not in PACKED_OBJECTIVES}
+        settings = {key: value for key, value in self.settings.items() if key not in skipped}
+        return replace(self, settings=settings, skipped={**self.skipped, **skipped})
 
     def overrides(self, budget_s: float) -> dict:
         """Nested config overrides: the recipe's settings plus the budget's schedule."""
@@ -59,6 +68,7 @@ class Recipe:
         lines += [f"  {key} = {value}" if used.get(key, value) == value
                   else f"  {key} = {used[key]} (yours; the recipe's is {value})"
                   for key, value in self.settings.items()]
+        lines += [f"  {key}: left out ({why})" for key, why in self.skipped.items()]
         lines.append(f"  train.max_time_s = {budget_s:g} (LR warms up, then decays to 0 exactly at the budget)")
         return lines
 

@@ -224,6 +224,7 @@ class ModelConfig:
 
 OBJECTIVES = ("mlm", "clm", "mlm+nsp", "mlm+sop", "electra")
 PAIR_OBJECTIVES = {"mlm+nsp": "nsp", "mlm+sop": "sop"}  # objective -> data.pairs
+PACKED_OBJECTIVES = ("mlm", "electra")  # read rows that pack several documents (data.isolate_documents applies)
 
 
 @dataclass(frozen=True)
@@ -353,7 +354,7 @@ class RunConfig:
                 )
             if not self.train.max_steps:
                 raise ConfigError("data.phases end at shares of train.max_steps; set train.max_steps (not only tokens or time)")
-        if self.data.isolate_documents and (self.data.pairs or self.train.objective == "clm"):
+        if self.data.isolate_documents and self.train.objective not in PACKED_OBJECTIVES:
             raise ConfigError(
                 f"data.isolate_documents is for masked-LM objectives on packed text, not train.objective={self.train.objective}"
             )
