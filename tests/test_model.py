@@ -85,3 +85,47 @@ def test_padding_row_starts_at_zero():
 def test_bad_model_values_name_the_field(bad, field):
     with pytest.raises(ConfigError, match=field):
         tiny(**bad)
+
+
+def test_sinusoidal_positions_are_the_transformer_table_at_the_token_rows_scale():
+    """Row p, column 2i is sin(p / 10000^(2i/H)), column 2i+1 its cosine, times std * sqrt(2)."""
+    cfg = tiny(position_init="sinusoidal", initializer_range=0.02)
+    table = MaskedLM(cfg).encoder.embeddings.positions.weight.detach().double()
+    scale = 0.02 * 2**0.5
+    p, i, width = 7, 3, cfg.hidden_size
+    angle = torch.tensor(p / 10000 ** (2 * i / width), dtype=torch.float64)
+    assert table[p, 2 * i].item() == pytest.approx(scale * torch.sin(angle).item(), rel=1e-6)
+    assert table[p, 2 * i + 1].item() == pytest.approx(scale * torch.cos(angle).item(), rel=1e-6)
+    assert table[0, 0::2].abs().max() == 0  # sin(0)
+    assert torch.allclose(table[0, 1::2], torch.full_like(table[0, 1::2], scale))  # cos(0)
+    assert table.pow(2).mean().sqrt().item() == pytest.approx(0.02, rel=1e-6)
+    # what attention can use from step 0: a row's dot product with another depends only on their offset
+    gram = table @ table.T
+    offset_three = torch.diagonal(gram, 3)[:10]
+    assert torch.allclose(offset_three, torch.full_like(offset_three, gram[0, 3].item()), atol=1e-9)
+
+
+def test_sinusoidal_positions_reach_every_encoder_and_stay_trainable():
+    """ELECTRA (whose generator shares these embeddings) and a fine-tuning classifier start from the
+    same table; nothing but the position rows differs from the normal init."""
+    from bertforge.finetune.model import Classifier
+    from bertforge.model import Electra, sinusoids
+
+    cfg = tiny(position_init="sinusoidal", discriminator=True)
+    want = sinusoids(cfg.num_positions, cfg.hidden_size, cfg.initializer_range)
+    electra = Electra(cfg)
+    assert torch.equal(electra.encoder.embeddings.positions.weight, want)
+    classifier = Classifier(tiny(position_init="sinusoidal"), num_labels=2, task="classify")
+    assert torch.equal(classifier.encoder.embeddings.positions.weight, want)
+    assert classifier.encoder.embeddings.positions.weight.requires_grad
+    torch.manual_seed(0)
+    normal = MaskedLM(tiny())
+    torch.manual_seed(0)
+    sinus = MaskedLM(tiny(position_init="sinusoidal"))
+    for (name, a), (_, b) in zip(normal.named_parameters(), sinus.named_parameters()):
+        assert torch.equal(a, b) == ("positions" not in name), name
+
+
+def test_unknown_position_init_is_refused():
+    with pytest.raises(ConfigError, match="model.position_init"):
+        tiny(position_init="rotary")

@@ -179,6 +179,7 @@ class ModelConfig:
     attention_dropout: float = 0.1  # dropout on attention probabilities
     layer_norm_eps: float = 1e-12  # BERT uses 1e-12, RoBERTa 1e-5
     initializer_range: float = 0.02  # std of the normal init of weights
+    position_init: str = "normal"  # "sinusoidal": position rows start as sine waves (relative offsets visible from step 0)
     sparse_prediction: bool = True  # run the MLM decoder only on masked positions (same loss, less compute)
     causal: bool = False  # causal self-attention (a decoder, RobertaForCausalLM); set by train.objective
     sentence_head: bool = False  # pooler + 2-way sentence-pair head (NSP/SOP, BertForPreTraining); set by train.objective
@@ -203,6 +204,7 @@ class ModelConfig:
                 f"model.num_heads ({self.num_heads}) must divide model.hidden_size ({self.hidden_size})"
             )
         check_choice("model", "norm", self.norm, ("post", "pre"))
+        check_choice("model", "position_init", self.position_init, ("normal", "sinusoidal"))
         check_choice("model", "activation", self.activation, ("gelu", "gelu_tanh", "relu", "silu"))
         for name in ("hidden_dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:

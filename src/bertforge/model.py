@@ -15,6 +15,7 @@ renaming plus a QKV split (see hf/keys.py).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -264,7 +265,7 @@ class MaskedLM(nn.Module):
         self.encoder = Encoder(cfg)
         self.head = MLMHead(cfg)
         self.sentence = SentenceHead(cfg) if cfg.sentence_head else None
-        self.apply(lambda m: init_weights(m, cfg.initializer_range))
+        init_model(self, cfg)
 
     def forward(
         self,
@@ -377,7 +378,7 @@ class Electra(nn.Module):
         self.encoder = Encoder(cfg)
         self.detector = DetectionHead(cfg)
         self.generator = Generator(cfg)
-        self.apply(lambda m: init_weights(m, cfg.initializer_range))
+        init_model(self, cfg)
 
     def forward(
         self,
@@ -440,6 +441,29 @@ def sample_tokens(logits: torch.Tensor) -> torch.Tensor:
 def build_model(cfg: ModelConfig, rtd_weight: float = 50.0) -> nn.Module:
     """The model a run trains: ELECTRA's pair for a discriminator (train.objective electra), else MaskedLM."""
     return Electra(cfg, rtd_weight) if cfg.discriminator else MaskedLM(cfg)
+
+
+def init_model(model: nn.Module, cfg: ModelConfig) -> None:
+    """BERT's init for every module, then the position rows `model.position_init` asks for."""
+    model.apply(lambda m: init_weights(m, cfg.initializer_range))
+    if cfg.position_init == "sinusoidal":
+        for module in model.modules():
+            if isinstance(module, Embeddings):
+                with torch.no_grad():
+                    module.positions.weight.copy_(sinusoids(*module.positions.weight.shape, cfg.initializer_range))
+
+
+def sinusoids(rows: int, width: int, std: float) -> torch.Tensor:
+    """The Transformer's sine/cosine position table scaled to root-mean-square `std` (that of the
+    token rows): dot products of two rows depend on their offset, so attention can find "the
+    neighbour" before it has learned any position. The rows stay trainable weights, so a model
+    exports to `transformers` unchanged."""
+    positions = torch.arange(rows, dtype=torch.float64)[:, None]
+    rates = torch.exp(-math.log(10000.0) * torch.arange(0, width, 2, dtype=torch.float64) / width)
+    table = torch.zeros(rows, width, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(positions * rates)
+    table[:, 1::2] = torch.cos(positions * rates[: width // 2])
+    return (table * std * math.sqrt(2.0)).float()
 
 
 def init_weights(module: nn.Module, std: float) -> None:

@@ -16,7 +16,7 @@ from ..checkpoint import latest_intact_checkpoint
 from ..finite import check_finite_model
 from ..folders import FINETUNED, RUN, RUN_CONFIG, folder_kind
 from ..hf.importer import import_hf
-from ..model import Encoder, init_weights
+from ..model import Encoder, init_model
 from ..tokenizer import TextTokenizer, load_tokenizer
 from .config import CONFIG_FILE, MODEL_FILE, FinetuneRunConfig
 
@@ -59,7 +59,7 @@ class Classifier(nn.Module):
         self.encoder = Encoder(cfg)
         head = ClassificationHead if task == "classify" else TokenClassificationHead
         self.head = head(cfg.hidden_size, num_labels, dropout)
-        self.apply(lambda m: init_weights(m, cfg.initializer_range))
+        init_model(self, cfg)
 
     def forward(
         self,
