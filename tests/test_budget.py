@@ -45,6 +45,16 @@ def test_every_recipe_is_a_valid_config_with_its_budget_schedule():
         assert recipe.why  # every recipe says why it exists
 
 
+@pytest.mark.parametrize("budget", ["10m", "1h", "3d"])
+def test_cpu_recipes_start_positions_as_sinusoids_and_plain_runs_do_not(budget):
+    from bertforge.api import run_config
+
+    cfg, lines = run_config(budget=budget, settings=["train.device=cpu"])
+    assert cfg.model.position_init == "sinusoidal" and "  model.position_init = sinusoidal" in lines
+    plain, _ = run_config(settings=["train.device=cpu"])
+    assert plain.model.position_init == "normal"  # BERT's init unless a recipe (or --set) asks
+
+
 @pytest.mark.parametrize("objective, isolated", [("mlm", True), ("electra", True), ("clm", False),
                                                  ("mlm+nsp", False), ("mlm+sop", False)])
 def test_hour_recipes_isolate_documents_only_where_rows_pack_documents(objective, isolated):
