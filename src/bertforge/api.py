@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .budget import machine_kind, parse_duration, pick_recipe
-from .config import DataConfig, RunConfig, build_config, load_yaml, merge, parse_overrides
+from .config import DataConfig, RunConfig, TrainConfig, build_config, load_yaml, merge, merged_settings, parse_overrides
 from .console import show_logs_without_setup
 from .corpus import iter_documents
 from .errors import ConfigError
@@ -114,8 +114,8 @@ def run_config(
         chosen = pick_recipe(budget_s, machine_kind(str(overrides.get("train", {}).get("device", "auto"))))
         preset = preset or chosen.preset
         # the objective comes from --config/--set/the run: a recipe's setting for packed text stays out of the others
-        objective = build_config(preset=preset, config_file=config, overrides=overrides,
-                                 base=load_yaml(base) if base else None).train.objective
+        merged = merged_settings(preset, config, overrides, base=load_yaml(base) if base else None)
+        objective = (merged.get("train") or {}).get("objective", TrainConfig.objective)
         chosen = chosen.for_objective(objective)
         recipe = chosen.overrides(budget_s)
     cfg = build_config(preset=preset, config_file=config, overrides=overrides,

@@ -180,6 +180,7 @@ class ModelConfig:
     layer_norm_eps: float = 1e-12  # BERT uses 1e-12, RoBERTa 1e-5
     initializer_range: float = 0.02  # std of the normal init of weights
     position_init: str = "normal"  # "sinusoidal": position rows start as sine waves (relative offsets visible from step 0)
+    document_positions: bool = False  # with data.isolate_documents: each packed document counts its positions from 0
     sparse_prediction: bool = True  # run the MLM decoder only on masked positions (same loss, less compute)
     causal: bool = False  # causal self-attention (a decoder, RobertaForCausalLM); set by train.objective
     sentence_head: bool = False  # pooler + 2-way sentence-pair head (NSP/SOP, BertForPreTraining); set by train.objective
@@ -360,6 +361,10 @@ class RunConfig:
             raise ConfigError(
                 f"data.isolate_documents is for masked-LM objectives on packed text, not train.objective={self.train.objective}"
             )
+        if self.model.document_positions and not self.data.isolate_documents:
+            raise ConfigError(
+                "model.document_positions numbers positions per document; it needs data.isolate_documents=true"
+            )
         if self.train.loss_on == "response" and self.train.objective != "clm":
             raise ConfigError("train.loss_on=response needs train.objective=clm (a masked LM predicts masked tokens)")
         if self.data.seq_len > self.model.max_seq_len:
@@ -492,6 +497,18 @@ def build_config(
     recipe: dict | None = None,
 ) -> Any:
     """Defaults < `base` < preset < budget recipe < config file < overrides, validated into `cls`."""
+    return from_dict(cls, merged_settings(preset, config_file, overrides, base, recipe))
+
+
+def merged_settings(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] | dict | None = None,
+    base: dict | None = None,
+    recipe: dict | None = None,
+) -> dict:
+    """The sections `build_config` would validate, before defaults and checks (a budget recipe reads
+    the objective from them: a check may need the recipe's own settings)."""
     data: dict = dict(base or {})
     if preset:
         data = merge(data, preset_dict(preset))
@@ -501,7 +518,7 @@ def build_config(
         data = merge(data, load_yaml(config_file))
     if overrides:
         data = merge(data, overrides if isinstance(overrides, dict) else parse_overrides(overrides))
-    return from_dict(cls, data)
+    return data
 
 
 def save_config(path: str | Path, cfg: Any) -> None:

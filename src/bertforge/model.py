@@ -48,6 +48,7 @@ class Embeddings(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.position_offset = cfg.position_offset
+        self.document_positions = cfg.document_positions
         self.tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_id)
         self.positions = nn.Embedding(cfg.num_positions, cfg.hidden_size)
         self.token_types = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size) if cfg.type_vocab_size else None
@@ -55,7 +56,11 @@ class Embeddings(nn.Module):
         self.dropout = fastops.Dropout(cfg.hidden_dropout)
 
     def forward(
-        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None, start: int = 0
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        start: int = 0,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         seq_len = input_ids.shape[1]
         # RoBERTa numbers positions from pad_id + 1; padding sits at the end of a sequence, so for
@@ -63,6 +68,8 @@ class Embeddings(nn.Module):
         # the KV cache, so a generated token continues the numbering.
         first = self.position_offset + start
         positions = torch.arange(first, first + seq_len, device=input_ids.device)
+        if self.document_positions and attention_mask is not None and attention_mask.max() > 1:
+            positions = first + document_offsets(attention_mask)  # (B, T): each document from 0
         x = self.tokens(input_ids) + self.positions(positions)  # (B, T, H)
         if self.token_types is not None:
             if token_type_ids is None:
@@ -70,6 +77,18 @@ class Embeddings(nn.Module):
             else:
                 x = x + self.token_types(token_type_ids)
         return self.dropout(self.norm(x))
+
+
+def document_offsets(documents: torch.Tensor) -> torch.Tensor:
+    """(B, T) document numbers of packed rows (data.isolate_documents) -> each token's position as
+    if its document were read alone: the row's first document keeps 0, 1, ... from its `<s>`; a
+    later one, which has no `<s>` of its own, starts at 1, where a lone text's first word sits.
+    So a document is numbered as fine-tuning will number it, wherever the packing put it."""
+    index = torch.arange(documents.shape[1], device=documents.device).expand_as(documents)
+    starts = torch.ones_like(documents, dtype=torch.bool)
+    starts[:, 1:] = documents[:, 1:] != documents[:, :-1]
+    first = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values  # start of each token's document
+    return index - first + (first > 0).long()
 
 
 class KVCache:
@@ -183,7 +202,8 @@ class Encoder(nn.Module):
     ) -> torch.Tensor:
         """A causal model needs no padding mask when padding sits at the end: no real token sees
         a later position. With `cache`, `input_ids` are the tokens after those already cached."""
-        x = self.embeddings(input_ids, token_type_ids, start=cache.length if cache is not None else 0)
+        start = cache.length if cache is not None else 0
+        x = self.embeddings(input_ids, token_type_ids, start=start, attention_mask=attention_mask)
         attn_mask = None if self.causal else padding_mask(attention_mask)
         for i, layer in enumerate(self.layers):
             x = layer(x, attn_mask, cache, i)
@@ -390,7 +410,8 @@ class Electra(nn.Module):
         if token_type_ids is not None and self.config.type_vocab_size < 2:
             token_type_ids = None
         embeddings, decoder = self.encoder.embeddings, self.encoder.embeddings.tokens.weight
-        g = self.generator(embeddings(input_ids, token_type_ids), padding_mask(attention_mask))  # (B, T, h)
+        embedded = embeddings(input_ids, token_type_ids, attention_mask=attention_mask)
+        g = self.generator(embedded, padding_mask(attention_mask))  # (B, T, h)
         if labels is None:
             return MLMOutput(logits=self.generator.head(g, decoder))
         selected = labels != IGNORE_INDEX  # (B, T)
@@ -410,7 +431,8 @@ class Electra(nn.Module):
 
     def masked_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, where: torch.Tensor) -> torch.Tensor:
         """(N, V) logits at the N positions where `where` is true, from the generator (the masked LM of the pair)."""
-        g = self.generator(self.encoder.embeddings(input_ids), padding_mask(attention_mask))
+        embedded = self.encoder.embeddings(input_ids, attention_mask=attention_mask)
+        g = self.generator(embedded, padding_mask(attention_mask))
         return self.generator.head(g[where], self.encoder.embeddings.tokens.weight)
 
     def corrupt(
