@@ -57,6 +57,22 @@ def test_cpu_recipes_start_positions_as_sinusoids_and_plain_runs_do_not(budget):
 
 @pytest.mark.parametrize("objective, isolated", [("mlm", True), ("electra", True), ("clm", False),
                                                  ("mlm+nsp", False), ("mlm+sop", False)])
+def test_minute_recipe_numbers_positions_per_document_only_where_rows_pack_documents(objective, isolated):
+    """cpu-minutes numbers each packed document's positions from its own start; where rows are not
+    packed documents the setting is left out with the isolation it needs, and the recipe says so."""
+    from bertforge.api import run_config
+
+    cfg, lines = run_config(budget="10m", settings=[f"train.objective={objective}", "train.device=cpu"])
+    assert cfg.train.recipe == "cpu-minutes" and cfg.model.document_positions is isolated
+    shown = [line for line in lines if "document_positions" in line]
+    assert shown == (["  model.document_positions = True"] if isolated
+                     else [f"  model.document_positions: left out (not for train.objective={objective})"])
+    hour, _ = run_config(budget="1h", settings=["train.device=cpu"])
+    assert not hour.model.document_positions  # measured at 10 minutes only (README)
+
+
+@pytest.mark.parametrize("objective, isolated", [("mlm", True), ("electra", True), ("clm", False),
+                                                 ("mlm+nsp", False), ("mlm+sop", False)])
 def test_hour_recipes_isolate_documents_only_where_rows_pack_documents(objective, isolated):
     """cpu-hours isolates the documents of packed rows; a sentence-pair or causal objective gets the rest
     of the recipe, and the printed recipe says what was left out and why."""

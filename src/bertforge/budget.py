@@ -17,7 +17,7 @@ from . import runtime
 
 RECIPES_FILE = Path(__file__).parent / "recipes" / "budget.yaml"
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-PACKED_ONLY = ("data.isolate_documents",)  # recipe settings for objectives that read packed documents
+PACKED_ONLY = ("data.isolate_documents", "model.document_positions")  # recipe settings for packed documents
 
 
 def parse_duration(text: str | float) -> float:
