@@ -69,7 +69,7 @@ class Embeddings(nn.Module):
         first = self.position_offset + start
         positions = torch.arange(first, first + seq_len, device=input_ids.device)
         if self.document_positions and attention_mask is not None and attention_mask.max() > 1:
-            positions = first + document_offsets(attention_mask)  # (B, T): each document from 0
+            positions = first + document_offsets(attention_mask)  # (B, T): each document as if read alone
         x = self.tokens(input_ids) + self.positions(positions)  # (B, T, H)
         if self.token_types is not None:
             if token_type_ids is None:
