@@ -173,6 +173,18 @@ def test_iter_examples_reads_csv_prompt_and_response_columns(tmp_path):
     ]
 
 
+def test_weighted_template_sources_repeat_the_smaller_one_to_its_share(tmp_path):
+    small, large = tmp_path / "small.csv", tmp_path / "large.csv"
+    small.write_text("prompt,response\n" + "".join(f"s{i},r{i}\n" for i in range(5)))
+    large.write_text("prompt,response\n" + "".join(f"l{i},r{i}\n" for i in range(400)))
+    template = load_template("{prompt} {response}")
+    examples = list(iter_examples([f"{small}:1", f"{large}:1"], CorpusConfig(seed=2), template))
+    from_small = [e.text for e in examples if e.text.startswith("s")]
+    assert [e.text for e in examples if e.text.startswith("l")] == [f"l{i} r{i}" for i in range(400)]
+    assert 0.4 < len(from_small) / len(examples) < 0.6  # equal shares: five records read ~80 times
+    assert from_small[:10] == [f"s{i} r{i}" for i in range(5)] * 2
+
+
 def test_unknown_template_field_is_one_line_error_listing_the_fields(data_dir, tmp_path):
     source = datafile("instructions/instructions.json")
     result = run_cli(

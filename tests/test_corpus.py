@@ -238,25 +238,45 @@ def test_first_exhausted_share_follows_the_weights(tmp_path, weights, share):
     assert from_b == [f"b{i}" for i in range(len(from_b))]
 
 
-def test_all_exhausted_yields_every_document_once(tmp_path):
+@pytest.mark.parametrize("weighted, until", [(True, "all_exhausted_without_replacement"), (False, "auto")])
+def test_without_replacement_yields_every_document_once(tmp_path, weighted, until):
     a = write_lines(tmp_path / "a.txt", [f"a{i}" for i in range(3_000)])
     b = write_lines(tmp_path / "b.txt", [f"b{i}" for i in range(500)])
     c = write_lines(tmp_path / "c.txt", [f"c{i}" for i in range(10)])
-    docs = list(iter_documents([f"{a}:0.1", f"{b}:5", str(c)], CorpusConfig(doc_per="line")))
+    specs = [f"{a}:0.1", f"{b}:5", str(c)] if weighted else [str(a), str(b), str(c)]
+    docs = list(iter_documents(specs, CorpusConfig(doc_per="line", until=until)))
     assert len(docs) == 3_510
     for prefix, n in (("a", 3_000), ("b", 500), ("c", 10)):
         assert [d for d in docs if d.startswith(prefix)] == [f"{prefix}{i}" for i in range(n)]
     assert docs[:10] != [f"a{i}" for i in range(10)]  # interleaved, not concatenated
 
 
+def test_weights_are_shares_a_small_source_repeats_until_the_large_one_is_read(tmp_path, caplog):
+    task = write_lines(tmp_path / "task.txt", [f"t{i}" for i in range(300)])
+    general = write_lines(tmp_path / "general.txt", [f"g{i}" for i in range(20_000)])
+    with caplog.at_level(logging.INFO, logger="bertforge.corpus"):
+        docs = list(iter_documents([f"{task}:0.5", f"{general}:0.5"], CorpusConfig(doc_per="line", seed=1)))
+    from_task = [d for d in docs if d.startswith("t")]
+    from_general = [d for d in docs if d.startswith("g")]
+    assert from_general == [f"g{i}" for i in range(20_000)]  # read once, to its end, in order
+    assert abs(len(from_task) / len(docs) - 0.5) < 0.01  # the share holds: ~67 passes over task.txt
+    passes = -(-len(from_task) // 300)
+    assert from_task == ([f"t{i}" for i in range(300)] * passes)[: len(from_task)]  # whole passes, in order
+    assert f"task.txt {len(from_task):,} (50%, {passes} passes)" in caplog.text
+    assert "general.txt 20,000 (50%)" in caplog.text
+
+
 def test_same_seed_gives_the_same_order(tmp_path):
     a, b = two_sources(tmp_path, n=2_000)
     specs = [f"{a}:0.7", f"{b}:0.3"]
-    first = list(iter_documents(specs, CorpusConfig(doc_per="line", seed=7)))
-    again = list(iter_documents(specs, CorpusConfig(doc_per="line", seed=7)))
-    other = list(iter_documents(specs, CorpusConfig(doc_per="line", seed=8)))
+    once = "all_exhausted_without_replacement"
+    first = list(iter_documents(specs, CorpusConfig(doc_per="line", until=once, seed=7)))
+    again = list(iter_documents(specs, CorpusConfig(doc_per="line", until=once, seed=7)))
+    other = list(iter_documents(specs, CorpusConfig(doc_per="line", until=once, seed=8)))
     assert first == again
     assert other != first and sorted(other) == sorted(first)
+    shares = list(iter_documents(specs, CorpusConfig(doc_per="line", seed=7)))
+    assert shares == list(iter_documents(specs, CorpusConfig(doc_per="line", seed=7)))
 
 
 # ---------------------------------------------------------------- bad input: one clear error
@@ -440,7 +460,7 @@ def test_fingerprint_is_stable_and_sees_file_changes(tmp_path):
     }
     assert first["sources"][1]["files"][0]["path"] == str(tmp_path / "folder" / "x.txt")
     assert first["sources"][2] == {"location": "hf:wikitext:wikitext-2-raw-v1@validation", "weight": 1.0}
-    assert first["corpus"] == {"text_field": "text", "doc_per": "line", "until": "all_exhausted", "seed": 0}
+    assert first["corpus"] == {"text_field": "text", "doc_per": "line", "until": "auto", "seed": 0}
     assert source_fingerprint(specs, CorpusConfig(doc_per="paragraph")) != first
     write_lines(a, ["one", "two"])
     assert source_fingerprint(specs, cfg) != first

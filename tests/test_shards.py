@@ -22,6 +22,7 @@ from bertforge.shards import (
     pack_pad,
     prepare,
     split_by_fraction,
+    text_draw,
     storage_dtype,
 )
 from bertforge.tokenizer import TextTokenizer, load_tokenizer, train_tokenizer
@@ -168,17 +169,30 @@ def test_line_packing_warns_about_cut_documents(tok, kant, tmp_path, caplog):
 
 def test_split_by_fraction_draws_each_document_once_at_the_given_rate():
     docs = [f"doc {i}" for i in range(20_000)]
-    routed = list(split_by_fraction(docs, 0.1, np.random.default_rng(0)))
+    routed = list(split_by_fraction(docs, 0.1, 0))
     assert [doc for _, doc in routed] == docs  # order kept, nothing lost or repeated
     share = sum(split == "validation" for split, _ in routed) / len(docs)
     assert abs(share - 0.1) < 0.01  # 4.7 standard deviations
-    assert routed == list(split_by_fraction(docs, 0.1, np.random.default_rng(0)))
-    assert routed != list(split_by_fraction(docs, 0.1, np.random.default_rng(1)))
+    assert routed == list(split_by_fraction(docs, 0.1, 0))
+    assert routed != list(split_by_fraction(docs, 0.1, 1))
+
+
+def test_copies_of_a_document_land_on_one_side_of_the_split():
+    docs = [f"doc {i}" for i in range(2_000)]
+    routed = list(split_by_fraction(docs + docs[::-1] + docs, 0.2, 5))  # every text three times, reordered
+    sides: dict[str, set[str]] = {}
+    for split, doc in routed:
+        sides.setdefault(doc, set()).add(split)
+    assert all(len(split) == 1 for split in sides.values())  # validation never holds a training text
+    assert 300 < sum(split == {"validation"} for split in sides.values()) < 500  # ~400 of 2,000
+    assert text_draw("doc 7", 5) == text_draw("doc 7", 5) != text_draw("doc 7", 6)
 
 
 def test_tiny_corpus_still_gets_one_validation_document(caplog):
+    docs = ["a", "b", "c"]
+    assert all(text_draw(doc, 0) >= 0.01 for doc in docs)  # none drawn: the fallback is what is tested
     with caplog.at_level(logging.WARNING, logger="bertforge.shards"):
-        routed = list(split_by_fraction(["a", "b", "c"], 0.01, np.random.default_rng(0)))
+        routed = list(split_by_fraction(docs, 0.01, 0))
     assert routed == [("train", "a"), ("train", "b"), ("validation", "c")]
     assert "validation" in caplog.text
 

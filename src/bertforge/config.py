@@ -41,16 +41,21 @@ def _non_negative(section: str, **values: float) -> None:
             raise ConfigError(f"{section}.{name} must be >= 0, got {value}")
 
 
+# "auto": "all_exhausted" when any source has a weight (weights are shares), otherwise each document once
+UNTIL_CHOICES = ("auto", "all_exhausted", "first_exhausted", "all_exhausted_without_replacement")
+
+
 @dataclass(frozen=True)
 class CorpusConfig:
     text_field: str = "text"  # JSON field / CSV column / Parquet column with the text (a number for headerless CSV)
     doc_per: str = "paragraph"  # .txt files: one document per "line" or per blank-line "paragraph"
-    until: str = "all_exhausted"  # weighted interleave stops when "all_exhausted" or "first_exhausted"
+    until: str = "auto"  # when a mix of sources ends: see UNTIL_CHOICES and corpus._interleave
     seed: int = 0  # seed of the weighted interleave
 
     def __post_init__(self) -> None:
         check_choice("corpus", "doc_per", self.doc_per, ("line", "paragraph"))
-        check_choice("corpus", "until", self.until, ("all_exhausted", "first_exhausted"))
+        check_choice("corpus", "until", self.until, UNTIL_CHOICES)
+
 
 
 TOKENIZER_KINDS = ("bytelevel-bpe", "wordpiece", "sentencepiece-bpe", "unigram")

@@ -9,7 +9,7 @@ A source is a file, a folder of files, or `hf:NAME[:CONFIG][@SPLIT]`, optionally
     anything else          UTF-8 text, one document per line or per blank-line paragraph
 
 Several sources are interleaved at random in proportion to their weights, the way
-`datasets.interleave_datasets` does. Every source is checked before the first document comes
+`datasets.interleave_datasets` does (weights are shares: a small source with a large share repeats). Every source is checked before the first document comes
 out, so a typo in the last of five paths fails at once rather than an hour into a run.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 import dataclasses
+import functools
 import gzip
 import io
 import itertools
@@ -27,7 +28,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,7 @@ def iter_documents(sources: Sequence[str | CorpusSource], cfg: CorpusConfig) -> 
     """Check every source now, then stream their documents (non-empty, stripped strings).
 
     One source gives its documents in order; several are interleaved by weight with
-    `numpy.random.default_rng(cfg.seed)` until `cfg.until`.
+    `numpy.random.default_rng(cfg.seed)` until `cfg.until` (see `_interleave`).
     """
     parsed = _as_sources(sources)
     if not parsed:
@@ -109,30 +110,76 @@ def iter_documents(sources: Sequence[str | CorpusSource], cfg: CorpusConfig) -> 
     streams = [_open_source(source, cfg) for source in parsed]
     if len(streams) == 1:
         return streams[0]
+    reopen = [functools.partial(_open_source, source, cfg) for source in parsed]
+    return interleave_sources(parsed, streams, reopen, cfg)
+
+
+def interleave_sources(
+    parsed: Sequence[CorpusSource], streams: list[Iterator], reopen: Sequence[Callable[[], Iterator]], cfg: CorpusConfig
+) -> Iterator:
+    """The weighted mix of several checked sources; `reopen[i]()` starts source i again from its first document."""
+    until = resolved_until(cfg.until, parsed)
     weights = [source.draw_weight for source in parsed]
-    return _interleave(streams, weights, cfg.until, np.random.default_rng(cfg.seed))
+    names = [Path(source.location).name or source.location for source in parsed]
+    return _interleave(streams, reopen, weights, until, np.random.default_rng(cfg.seed), names)
+
+
+def resolved_until(until: str, sources: Sequence[CorpusSource]) -> str:
+    """"auto" reads weights as shares (smaller sources repeat) when any source has one, else each document once."""
+    if until != "auto":
+        return until
+    weighted = any(source.weight is not None for source in sources)
+    return "all_exhausted" if weighted else "all_exhausted_without_replacement"
 
 
 def _interleave(
-    streams: Sequence[Iterator[str]], weights: Sequence[float], until: str, rng: np.random.Generator
-) -> Iterator[str]:
-    """Each document comes from a live stream drawn with probability proportional to its weight.
+    streams: list[Iterator],
+    reopen: Sequence[Callable[[], Iterator]],
+    weights: Sequence[float],
+    until: str,
+    rng: np.random.Generator,
+    names: Sequence[str],
+) -> Iterator:
+    """Each document comes from a source drawn with probability proportional to its weight.
 
-    until="first_exhausted" stops when a drawn stream has nothing left; "all_exhausted" drops
-    that stream and goes on until none is left.
+    What happens when a drawn source has nothing left, as in `datasets.interleave_datasets`:
+    "first_exhausted" stops (shares exact, the other sources' tails unread); "all_exhausted" starts
+    that source again from its first document, until every source has been read to its end at
+    least once (shares exact, smaller shares' sources repeat); "all_exhausted_without_replacement"
+    drops it and goes on with the rest (every document once, so the shares drift to what is left).
     """
     live = list(range(len(streams)))
     cumulative = np.cumsum(weights, dtype=np.float64)
-    while live:
-        k = min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(live) - 1)
-        doc = next(streams[live[k]], None)
-        if doc is not None:
-            yield doc
-            continue
-        if until == "first_exhausted":
-            return
-        del live[k]
-        cumulative = np.cumsum([weights[i] for i in live], dtype=np.float64)
+    counts, finished, passes = [0] * len(streams), [False] * len(streams), [1] * len(streams)
+    try:
+        while live:
+            k = min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(live) - 1)
+            i = live[k]
+            doc = next(streams[i], None)
+            if doc is not None:
+                counts[i] += 1
+                yield doc
+                continue
+            finished[i] = True
+            if until == "first_exhausted" or (until == "all_exhausted" and all(finished)):
+                return
+            if until == "all_exhausted":
+                streams[i], passes[i] = reopen[i](), passes[i] + 1
+                continue
+            del live[k]
+            cumulative = np.cumsum([weights[j] for j in live], dtype=np.float64)
+    finally:
+        _log_mix(names, counts, passes)
+
+
+def _log_mix(names: Sequence[str], counts: Sequence[int], passes: Sequence[int]) -> None:
+    """One line saying what the mix held: the share of each source and how often a repeated one was read."""
+    total = max(sum(counts), 1)
+    parts = [
+        f"{name} {count:,} ({count / total:.0%}{f', {p} passes' if p > 1 else ''})"
+        for name, count, p in zip(names, counts, passes)
+    ]
+    log.info("corpus mix, documents per source: %s", "; ".join(parts))
 
 
 def source_fingerprint(sources: Sequence[str | CorpusSource], cfg: CorpusConfig) -> dict:

@@ -23,6 +23,7 @@ leaves a half-written data folder; a build with the same key is reused, not redo
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -215,16 +216,18 @@ def _fsync(path: Path) -> None:
 # ---------------------------------------------------------------- routing documents to splits
 
 
-def split_by_fraction(docs: Iterable[str], fraction: float, rng: np.random.Generator) -> Iterator[tuple[str, str]]:
-    """(split, doc): one draw per document, validation with probability `fraction`.
+def split_by_fraction(docs: Iterable, fraction: float, seed: int) -> Iterator[tuple[str, object]]:
+    """(split, doc): validation when a seeded hash of the document's text falls below `fraction`.
 
-    If no document was drawn (a tiny corpus), the last one goes to validation, so a
-    validation split asked for is never empty. Until the first draw, one training document is
-    held back for that.
+    Decided by the text, not by a draw, so copies of one document (a source repeated by its
+    weight, or written into the corpus twice) all land on one side: validation never scores
+    text the model trained on. If no document went to validation (a tiny corpus), the last one
+    does, so a validation split asked for is never empty; until the first, one training
+    document is held back for that.
     """
     held, drawn = None, False
     for doc in docs:
-        to_validation = rng.random() < fraction
+        to_validation = text_draw(doc.text if isinstance(doc, Example) else doc, seed) < fraction
         if held is not None and (to_validation or not drawn):
             yield "train", held
             held = None
@@ -240,6 +243,12 @@ def split_by_fraction(docs: Iterable[str], fraction: float, rng: np.random.Gener
         yield "validation", held
 
 
+def text_draw(text: str, seed: int) -> float:
+    """A number in [0, 1) fixed by the text and the seed, uniform over texts (BLAKE2b keyed by the seed)."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8, key=str(seed).encode()).digest()
+    return int.from_bytes(digest, "little") / 2**64
+
+
 def _routed(
     sources: Sequence, val_sources: Sequence | None, data_cfg: DataConfig, corpus_cfg: CorpusConfig
 ) -> Iterator[tuple[str, str]]:
@@ -249,7 +258,7 @@ def _routed(
         val_docs = documents(val_sources, corpus_cfg, data_cfg)
         return itertools.chain((("validation", d) for d in val_docs), (("train", d) for d in docs))
     if data_cfg.val_fraction > 0:
-        return split_by_fraction(docs, data_cfg.val_fraction, np.random.default_rng(data_cfg.seed))
+        return split_by_fraction(docs, data_cfg.val_fraction, data_cfg.seed)
     return (("train", d) for d in docs)
 
 

@@ -16,12 +16,11 @@ the template where the response starts (`Template.prompt`).
 from __future__ import annotations
 
 import csv
+import functools
 import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from . import corpus
 from .config import CorpusConfig
@@ -154,8 +153,8 @@ def iter_examples(sources: Sequence, cfg: CorpusConfig, template: Template) -> I
         streams.append(_examples(paths, template))
     if len(streams) == 1:
         return streams[0]
-    weights = [source.draw_weight for source in parsed]
-    return corpus._interleave(streams, weights, cfg.until, np.random.default_rng(cfg.seed))
+    reopen = [functools.partial(_examples, corpus._resolve_files(source.location), template) for source in parsed]
+    return corpus.interleave_sources(parsed, streams, reopen, cfg)
 
 
 def _examples(paths: list[Path], template: Template) -> Iterator[Example]:
