@@ -9,8 +9,9 @@ A source is a file, a folder of files, or `hf:NAME[:CONFIG][@SPLIT]`, optionally
     anything else          UTF-8 text, one document per line or per blank-line paragraph
 
 Several sources are interleaved at random in proportion to their weights, the way
-`datasets.interleave_datasets` does (weights are shares: a small source with a large share repeats). Every source is checked before the first document comes
-out, so a typo in the last of five paths fails at once rather than an hour into a run.
+`datasets.interleave_datasets` does: weights are shares, so a small source with a large share
+repeats. Every source is checked before the first document comes out, so a typo in the last of
+five paths fails at once rather than an hour into a run.
 """
 
 from __future__ import annotations
@@ -151,25 +152,23 @@ def _interleave(
     live = list(range(len(streams)))
     cumulative = np.cumsum(weights, dtype=np.float64)
     counts, finished, passes = [0] * len(streams), [False] * len(streams), [1] * len(streams)
-    try:
-        while live:
-            k = min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(live) - 1)
-            i = live[k]
-            doc = next(streams[i], None)
-            if doc is not None:
-                counts[i] += 1
-                yield doc
-                continue
-            finished[i] = True
-            if until == "first_exhausted" or (until == "all_exhausted" and all(finished)):
-                return
-            if until == "all_exhausted":
-                streams[i], passes[i] = reopen[i](), passes[i] + 1
-                continue
-            del live[k]
-            cumulative = np.cumsum([weights[j] for j in live], dtype=np.float64)
-    finally:
-        _log_mix(names, counts, passes)
+    while live:
+        k = min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(live) - 1)
+        i = live[k]
+        doc = next(streams[i], None)
+        if doc is not None:
+            counts[i] += 1
+            yield doc
+            continue
+        finished[i] = True
+        if until == "first_exhausted" or (until == "all_exhausted" and all(finished)):
+            break
+        if until == "all_exhausted":
+            streams[i], passes[i] = reopen[i](), passes[i] + 1
+            continue
+        del live[k]
+        cumulative = np.cumsum([weights[j] for j in live], dtype=np.float64)
+    _log_mix(names, counts, passes)
 
 
 def _log_mix(names: Sequence[str], counts: Sequence[int], passes: Sequence[int]) -> None:
