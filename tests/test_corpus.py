@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import datafile
+from conftest import assert_one_line_error, datafile, run_cli
 
 from bertforge import corpus
 from bertforge.config import CorpusConfig
@@ -486,3 +486,18 @@ def test_a_single_source_may_be_passed_without_a_list():
     assert list(iter_documents(str(kant), CorpusConfig())) == expected
     assert list(iter_documents(kant, CorpusConfig())) == expected
     assert list(iter_documents(CorpusSource(str(kant)), CorpusConfig())) == expected
+
+
+def test_prepare_cli_prints_the_mix_and_refuses_an_unknown_until(data_dir, tmp_path):
+    task = write_lines(tmp_path / "task.txt", [f"Task sentence number {i} is about the weather." for i in range(20)])
+    stories = str(datafile("tinystories/tinystories_valid_head.txt"))
+    common = ["prepare", "--corpus", f"{task}:0.5", "--corpus", f"{stories}:0.5", "--doc-per", "line",
+              "--tokenizer", str(data_dir / "tokenizer")]
+    result = run_cli(*common, "--out", str(tmp_path / "d"))
+    assert result.returncode == 0, result.stderr
+    mix = re.search(r"corpus mix, documents per source: task.txt ([\d,]+) \((\d+)%, (\d+) passes\); "
+                    r"tinystories_valid_head.txt ([\d,]+) \((\d+)%\)", result.stderr)
+    assert mix, result.stderr
+    assert 45 <= int(mix[2]) <= 55 and int(mix[3]) > 10  # twenty lines read over and over to half the mix
+    bad = run_cli(*common, "--out", str(tmp_path / "e"), "--set", "corpus.until=sometimes")
+    assert_one_line_error(bad, "corpus.until must be one of auto, all_exhausted, first_exhausted")
