@@ -375,7 +375,7 @@ def test_batch_not_divisible_by_the_ranks_is_one_line_error(data_dir, tmp_path):
 
 
 def test_shards_too_small_for_the_global_batch_is_one_line_error(tmp_path):
-    text = datafile("tinystories/tinystories_valid_head.txt").read_text(encoding="utf-8")[:3000]
+    text = datafile("tinystories/tinystories_valid_head.txt").read_text(encoding="utf-8")[:2000]
     (tmp_path / "small.txt").write_text(text, encoding="utf-8")
     r = bertforge("pretrain", "--corpus", str(tmp_path / "small.txt"), "--out", str(tmp_path / "run"), *TINY,
                   "--set", "tokenizer.vocab_size=300", "--batch-size", "64", "--nproc", "2")

@@ -173,7 +173,7 @@ def test_prepared_pairs_decode_to_sentences_of_the_corpus(pair_data, wordpiece):
         assert not s[: sep[0] + 1].any() and s[sep[0] + 1 : sep[1] + 1].all() and not s[sep[1] + 1 :].any()
         if sep[1] < shards.seq_len - 1:  # not cut to fit: A is whole sentences, ending on . ! or ?
             whole += 1
-            assert wordpiece.decode(row[1 : sep[0]].tolist()).rstrip()[-1:] in ".!?\"')", wordpiece.decode(row.tolist())
+            assert wordpiece.decode(row[1 : sep[0]].tolist()).rstrip()[-1:] in ".!?\"')]", wordpiece.decode(row.tolist())
     assert whole >= 100
 
 

@@ -1,6 +1,7 @@
 """`bertforge report`: one self-contained HTML page with everything about a run."""
 
 import base64
+import html
 import io
 import re
 
@@ -25,7 +26,7 @@ def test_report_holds_config_parameters_data_curves_metrics_samples_and_embeddin
     last = read_metrics(tiny_run, "validation")[-1]
     assert f"{last['loss']:,.4f}" in page and "validation masked_accuracy" in page
     for sample in read_metrics(tiny_run, "samples")[-1]["samples"]:
-        assert sample["text"].replace("<mask>", "&lt;mask&gt;") in page  # escaped, as text
+        assert html.escape(sample["text"], quote=True) in page  # escaped, as text (<mask>, quotes)
     assert "The &lt;mask&gt; was happy." in page  # the user's sentence, answered
     assert "train" in page and "validation" in page and "sequences" in page  # data statistics
     pictures = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
