@@ -57,7 +57,6 @@ class CorpusConfig:
         check_choice("corpus", "until", self.until, UNTIL_CHOICES)
 
 
-
 TOKENIZER_KINDS = ("bytelevel-bpe", "wordpiece", "sentencepiece-bpe", "unigram")
 
 
