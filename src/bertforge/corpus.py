@@ -108,10 +108,10 @@ def iter_documents(sources: Sequence[str | CorpusSource], cfg: CorpusConfig) -> 
     parsed = _as_sources(sources)
     if not parsed:
         raise DataError("no corpus sources given; pass at least one file, folder or hf:NAME")
-    streams = [_open_source(source, cfg) for source in parsed]
+    reopen = [functools.partial(_open_source, source, cfg) for source in parsed]  # each call checks, then streams
+    streams = [open_stream() for open_stream in reopen]
     if len(streams) == 1:
         return streams[0]
-    reopen = [functools.partial(_open_source, source, cfg) for source in parsed]
     return interleave_sources(parsed, streams, reopen, cfg)
 
 

@@ -142,7 +142,7 @@ def iter_examples(sources: Sequence, cfg: CorpusConfig, template: Template) -> I
     parsed = corpus._as_sources(sources)
     if not parsed:
         raise DataError("no corpus sources given; pass at least one JSON or CSV file")
-    streams = []
+    reopen = []  # reopen[i]() streams source i from its first record
     for source in parsed:
         if source.is_hf:
             raise DataError(f"{source.location}: --template reads JSON, JSONL, CSV or TSV files, not hf: datasets")
@@ -150,10 +150,10 @@ def iter_examples(sources: Sequence, cfg: CorpusConfig, template: Template) -> I
         first = next(_examples(paths[:1], template), None)
         if first is None:
             raise DataError(f"{source.location}: no records to fill the template with")
-        streams.append(_examples(paths, template))
+        reopen.append(functools.partial(_examples, paths, template))
+    streams = [open_stream() for open_stream in reopen]
     if len(streams) == 1:
         return streams[0]
-    reopen = [functools.partial(_examples, corpus._resolve_files(source.location), template) for source in parsed]
     return corpus.interleave_sources(parsed, streams, reopen, cfg)
 
 
