@@ -22,7 +22,7 @@ from bertforge.files import LOCK_FILE, load_tensors
 from bertforge.checkpoint import checkpoint_dirs, checkpoint_problem, latest_intact_checkpoint
 from bertforge.train.loop import pretrain
 from bertforge.train.metrics import read_metrics
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, datafile, run_cli
 
 SHAPE = ["--preset", "tiny", "--set", "model.hidden_size=32", "--set", "model.intermediate_size=64",
          "--set", "model.num_heads=4", "--set", "model.max_seq_len=32", "--set", "data.seq_len=32", "--set", "train.batch_size=8",
@@ -119,6 +119,32 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_good_checkpoint(data_d
     assert all(checkpoint_problem(d, for_training=True) is None for d in checkpoint_dirs(run))
     r = run_cli("pretrain", "--out", str(run), "--resume", "--max-steps", "1", "--quiet")  # nothing lost: resumable
     assert r.returncode == 0, r.stderr
+
+
+def test_sigterm_during_prepare_removes_the_half_built_folder(data_dir, tmp_path):
+    """A scheduler's SIGTERM (or `kill`) outside a training loop unwinds like Ctrl-C: no hidden
+    `.out.tmp-*` scratch folder is left beside the output, and the exit says so (128 + 15)."""
+    corpus = tmp_path / "big.txt"
+    corpus.write_text(datafile("kant/kant.txt").read_text() * 40)  # 14 MB: seconds of encoding
+    out = tmp_path / "out"
+    proc = start(["prepare", "--corpus", str(corpus), "--tokenizer", str(data_dir.parent / "tok"), "--out", str(out)])
+    deadline = time.time() + 120
+    while not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]:  # the data folder is being built
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]  # no output, no scratch folder
+
+
+def test_the_cli_puts_back_the_sigterm_handler_it_found():
+    from bertforge.cli import main
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["tokenizer", "train", "--corpus", "/no/such/file.txt", "--out", "/tmp/x", "--quiet"]) == 2
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 # ---------------------------------------------------------------- divergence

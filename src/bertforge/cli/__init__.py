@@ -14,9 +14,12 @@ else is a bug and keeps its traceback. Commands import the stages inside their f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 from ..errors import BertforgeError
 from . import data, finetune, models, pretrain, tools
@@ -45,12 +48,38 @@ def setup_logging(quiet: bool) -> None:
     root.propagate = False
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training loop: Ctrl-C's path (scratch folders removed), exit 128 + 15."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated("SIGTERM")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Let SIGTERM (`kill`, a scheduler's stop) unwind like Ctrl-C instead of killing the process
+    where it stands, so `prepare`, `tokenizer train`, `export`... remove their half-built output.
+    `pretrain` replaces it inside its loop with a save-then-stop handler (train/guard.py)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "quiet", False))
     try:
-        return args.func(args)
+        with sigterm_as_interrupt():
+            return args.func(args)
     except BertforgeError as e:
         if "WORLD_SIZE" in os.environ and os.environ.get("RANK", "0") != "0":  # a torchrun rank > 0: rank 0 has the same error and says it
             from ..train.distributed import outlive_rank0
