@@ -61,11 +61,8 @@ def wait_for_step(run, step, proc, timeout=120):
     while time.time() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"the run ended before step {step}: {proc.stderr.read()}")
-        path = run / "metrics.jsonl"
-        if path.exists():
-            lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-            if any(r["split"] == "train" and r["step"] >= step for r in lines):
-                return
+        if any(r["step"] >= step for r in read_metrics(run, "train")):  # a line being written is left out
+            return
         time.sleep(0.01)
     raise AssertionError("timed out")
 
@@ -378,6 +375,34 @@ def test_resume_accepts_harmless_settings(finished_run, tmp_path):
     r = run_cli("pretrain", "--out", str(run), "--resume", "--set", "train.eval_every_steps=3",
                 "--set", "train.keep_last=2", "--quiet")
     assert r.returncode == 0, r.stderr
+
+
+def test_a_metrics_line_cut_by_a_kill_is_left_out_and_resume_rewrites_the_file(finished_run, tmp_path):
+    """SIGKILL in the middle of appending a record leaves `{"split": "tr` at the end of
+    metrics.jsonl (a live run's reader sees the same): readers skip it, `--resume` drops it."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    before = read_metrics(run, "train")
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"split": "train", "step": 7, "lo')
+    assert read_metrics(run, "train") == before
+    image = tmp_path / "curves.png"
+    assert run_cli("plot", str(run), "--out", str(image)).returncode == 0 and image.stat().st_size > 0
+    r = run_cli("pretrain", "--out", str(run), "--resume", "--allow-changed-settings", "--max-steps", "8", "--quiet")
+    assert r.returncode == 0, r.stderr
+    text = (run / "metrics.jsonl").read_text()
+    assert text.endswith("\n") and '"lo' not in text.replace('"loss"', "")
+    assert [r["step"] for r in read_metrics(run, "train")] == [r["step"] for r in before] + [7, 8]
+
+
+def test_a_damaged_metrics_line_is_one_error_naming_it(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    lines[1] = "garbage\n"
+    (run / "metrics.jsonl").write_text("".join(lines))
+    assert_one_line_error(run_cli("plot", str(run), "--out", str(tmp_path / "c.png")), "metrics.jsonl: line 2")
+    assert_one_line_error(run_cli("pretrain", "--out", str(run), "--resume", "--allow-changed-settings", "--max-steps", "8", "--quiet"), "line 2")
 
 
 def test_out_must_be_a_run_folder_an_empty_one_or_new(data_dir, tmp_path):

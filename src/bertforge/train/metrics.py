@@ -7,6 +7,7 @@ import logging
 import math
 from pathlib import Path
 
+from ..errors import DataError
 from ..files import atomic_write_text
 from ..finite import dumps
 
@@ -32,9 +33,8 @@ class MetricsWriter:
         """Drop records past `step`: after a resume they are written again."""
         if not self.enabled or not self.path.exists():
             return
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        kept = [record for record in parse_records(self.path) if record["step"] <= step]
+        atomic_write_text(self.path, "".join(dumps(record) + "\n" for record in kept))
 
     def write(self, split: str, step: int, values: dict) -> None:
         if not self.enabled:
@@ -56,11 +56,27 @@ class MetricsWriter:
             self.tb.close()
 
 
+def parse_records(path: Path) -> list[dict]:
+    """The file's records. A last line without its newline is one being written (the run is live)
+    or cut short by a kill: it is left out, so plots, the report and `--resume` read the rest.
+    A broken line before it was edited or damaged: one error naming it."""
+    *complete, _unfinished = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    records = []
+    for number, line in enumerate(complete, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {number} is not a JSON record ({e.msg}); was the file edited?") from None
+    return records
+
+
 def read_metrics(run_dir: Path, split: str | None = None) -> list[dict]:
     """Records of `split` ("train", "validation", or "samples": the fill-mask guesses); without a
     split, the records of numbers (train and validation), which readers of losses expect."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = parse_records(path)
     return [r for r in records if r["split"] == split or (split is None and r["split"] in ("train", "validation"))]
