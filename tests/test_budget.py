@@ -172,3 +172,22 @@ def test_resume_refuses_a_new_budget(tmp_path):
     (tmp_path / "r" / "config.yaml").write_text("{}\n")
     result = run_cli("pretrain", "--out", str(tmp_path / "r"), "--resume", "--budget", "10m")
     assert_one_line_error(result, "drop --budget")
+
+
+@pytest.mark.parametrize("objective, masks_30", [("mlm", True), ("mlm+nsp", True), ("mlm+sop", True),
+                                                 ("electra", False), ("clm", False)])
+@pytest.mark.parametrize("budget", ["10m", "1h", "3d"])
+def test_cpu_recipes_mask_30_percent_for_masked_lm_objectives_only(budget, objective, masks_30):
+    """The CPU recipes mask 30% of the tokens (measured with a masked LM: README); ELECTRA's generator
+    and a causal LM keep the default 15%, and the printed recipe says the setting was left out."""
+    from bertforge.api import run_config
+
+    cfg, lines = run_config(budget=budget, settings=[f"train.objective={objective}", "train.device=cpu"])
+    assert cfg.masking.mask_prob == (0.3 if masks_30 else 0.15)
+    shown = [line for line in lines if "mask_prob" in line]
+    assert shown == (["  masking.mask_prob = 0.3"] if masks_30
+                     else [f"  masking.mask_prob: left out (not for train.objective={objective})"])
+    mine, lines = run_config(budget=budget, settings=["masking.mask_prob=0.2", "train.device=cpu"])
+    assert mine.masking.mask_prob == 0.2 and "  masking.mask_prob = 0.2 (yours; the recipe's is 0.3)" in lines
+    plain, _ = run_config(settings=["train.device=cpu"])
+    assert plain.masking.mask_prob == 0.15  # BERT's rate unless a recipe (or --set) asks

@@ -17,7 +17,14 @@ from . import runtime
 
 RECIPES_FILE = Path(__file__).parent / "recipes" / "budget.yaml"
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-PACKED_ONLY = ("data.isolate_documents", "model.document_positions")  # recipe settings for packed documents
+MASKED_LM_OBJECTIVES = ("mlm", "mlm+nsp", "mlm+sop")
+# Recipe settings that mean something (or were measured) only for some objectives: packed documents
+# for isolation; the masking rate measured with a masked LM (ELECTRA's generator was not measured).
+ONLY_FOR = {
+    "data.isolate_documents": PACKED_OBJECTIVES,
+    "model.document_positions": PACKED_OBJECTIVES,
+    "masking.mask_prob": MASKED_LM_OBJECTIVES,
+}
 
 
 def parse_duration(text: str | float) -> float:
@@ -40,8 +47,8 @@ class Recipe:
 
     def for_objective(self, objective: str) -> Recipe:
         """The recipe without the settings that mean nothing for `objective`; `describe` says which."""
-        skipped = {key: f"not for train.objective={objective}" for key in PACKED_ONLY
-                   if key in self.settings and objective not in PACKED_OBJECTIVES}
+        skipped = {key: f"not for train.objective={objective}" for key, objectives in ONLY_FOR.items()
+                   if key in self.settings and objective not in objectives}
         settings = {key: value for key, value in self.settings.items() if key not in skipped}
         return replace(self, settings=settings, skipped={**self.skipped, **skipped})
 
