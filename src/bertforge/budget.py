@@ -11,13 +11,13 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .config import PACKED_OBJECTIVES, load_yaml
+from .config import PACKED_OBJECTIVES, PAIR_OBJECTIVES, load_yaml
 from .errors import ConfigError
 from . import runtime
 
 RECIPES_FILE = Path(__file__).parent / "recipes" / "budget.yaml"
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-MASKED_LM_OBJECTIVES = ("mlm", "mlm+nsp", "mlm+sop")
+MASKED_LM_OBJECTIVES = ("mlm", *PAIR_OBJECTIVES)  # a masked LM, alone or with a sentence-pair task
 # Recipe settings that mean something (or were measured) only for some objectives: packed documents
 # for isolation; the masking rate measured with a masked LM (ELECTRA's generator was not measured).
 ONLY_FOR = {
